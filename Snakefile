@@ -1,0 +1,25 @@
+# memgen: generalization through memorization, as one reproducible Snakemake workflow.
+# Run the whole study:   snakemake --cores 8 all
+# See README.md for presets, the smoke configuration and cluster profiles.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/report/study.html",
+    default_target: True

@@ -1,0 +1,82 @@
+"""Small runtime helpers shared by every stage: device choice, seeding, atomic writes, progress."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Map the config value ``auto``/``cpu``/``cuda[:N]`` to a torch device string."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{device}' was requested but CUDA is not available; set device: auto or cpu")
+    return device
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed python, numpy and torch; return a numpy Generator for explicit use."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; rename it into place only if the block succeeds.
+
+    A failing stage therefore never leaves a half-written output behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give outputs the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_npz(path: str | os.PathLike, compress: bool = True, **arrays) -> None:
+    """Write an npz atomically (uncompressed loads faster, for large image caches)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+
+
+def progress(iterable=None, **kwargs):
+    """tqdm that also prints readable lines when stderr is a log file, not a terminal."""
+    from tqdm.auto import tqdm
+
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", 10.0)
+        kwargs.setdefault("ascii", True)
+    return tqdm(iterable, **kwargs)
+
+
+@contextlib.contextmanager
+def log_to(path: str | os.PathLike | None):
+    """Send stdout and stderr (progress bars included) to a rule's log file."""
+    if not path:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        yield

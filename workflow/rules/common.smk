@@ -1,0 +1,72 @@
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from memgen.data import DataError, source_files
+from memgen.splits import SPLIT_PATTERN, pair_names
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+ROOT = Path(workflow.basedir)
+
+
+def project_path(path):
+    """Relative paths in the config are relative to the project root, wherever snakemake runs."""
+    path = Path(path)
+    return str(path if path.is_absolute() else ROOT / path)
+
+
+DATA_ROOT = project_path(config["data_root"])
+DATASETS = {
+    name: {**spec, **({"path": project_path(spec["path"].format(data_root=DATA_ROOT))} if "path" in spec else {})}
+    for name, spec in config["datasets"].items()
+}
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    split=SPLIT_PATTERN,
+
+
+def package_code(*modules):
+    """The memgen modules a rule runs, as inputs: editing one reruns exactly the stages that use it."""
+    return [str(ROOT / "src" / "memgen" / f"{m}.py") for m in ("runtime", *modules)]
+
+
+def dataset_files(wildcards):
+    try:
+        return source_files(DATASETS[wildcards.dataset])
+    except DataError as err:
+        raise ValueError(f"dataset '{wildcards.dataset}': {err}") from None
+
+
+def splits_of(dataset):
+    """The split names configured for a dataset, with ``pairs`` expanded to every one-vs-one task."""
+    names = []
+    for name in DATASETS[dataset].get("splits", ["full"]):
+        names += pair_names(n_classes(dataset)) if name == "pairs" else [name]
+    return list(dict.fromkeys(names))
+
+
+def n_classes(dataset):
+    spec = DATASETS[dataset]
+    if "expect" in spec and "n_classes" in spec["expect"]:
+        return spec["expect"]["n_classes"]
+    if "classes" in spec:
+        return len(spec["classes"])
+    raise ValueError(f"dataset '{dataset}' uses 'pairs' splits: give expect.n_classes in config.yaml")
+
+
+def split_files(dataset):
+    return [f"results/splits/{dataset}/{split}.npz" for split in splits_of(dataset)]
+
+
+def benchmark_files():
+    """Benchmark files of every job the report depends on, for the runtime table."""
+    files = [f"results/benchmarks/prepare_data/{d}.tsv" for d in DATASETS]
+    files += [f"results/benchmarks/make_split/{d}/{s}.tsv" for d in DATASETS for s in splits_of(d)]
+    files += [f"results/benchmarks/plot_data/{d}.tsv" for d in DATASETS]
+    files += ["results/benchmarks/summarize_data.tsv"]
+    return files

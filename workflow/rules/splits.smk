@@ -1,0 +1,19 @@
+rule make_split:
+    """Index arrays (never image copies) for one task: see memgen.splits for the split names."""
+    input:
+        cache="results/data/{dataset}.npz",
+        code=package_code("data", "splits"),
+    output:
+        "results/splits/{dataset}/{split}.npz",
+    params:
+        seed=config["seed"],
+        settings=config["splits"],
+    log:
+        "results/logs/make_split/{dataset}/{split}.log",
+    benchmark:
+        "results/benchmarks/make_split/{dataset}/{split}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../../src/scripts/make_split.py"
