@@ -92,7 +92,7 @@ def source_files(spec: dict) -> list[str]:
     if spec["source"] == "torchvision":
         return []
     paths = list(idx_paths(spec["path"], spec.get("files")).values()) if spec["source"] == "idx" else [Path(spec["path"])]
-    missing = [str(p) for p in paths if not p.exists()]
+    missing = [str(p) + ("[.gz]" if spec["source"] == "idx" else "") for p in paths if not p.exists()]
     if missing:
         raise DataError(f"missing dataset file(s) {missing}; put them there (see ../shared/data/README.md), "
                         f"or fix 'data_root' / the dataset's 'path' in config.yaml")
@@ -148,7 +148,8 @@ def read_image_folder(path: str | os.PathLike) -> Dataset:
                         entries.setdefault((parts[-3], parts[-2]), []).append(
                             (parts[-1], tar.extractfile(member).read()))
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise DataError(f"cannot read archive {path} ({err}); it is corrupt or truncated: "
+            reason = " ".join(str(err).split())
+            raise DataError(f"cannot read archive {path} ({reason}); it is corrupt or truncated: "
                             f"download it again") from err
     splits = {split for split, _ in entries}
     if not {"train", "test"} <= splits:
@@ -208,7 +209,23 @@ def read_dataset(spec: dict, resources_dir: str | os.PathLike = "resources") -> 
             raise DataError(f"config lists {len(spec['classes'])} classes but the data has {ds.n_classes}")
         ds.classes = list(spec["classes"])
     verify(ds, spec.get("expect", {}))
+    if "limit" in spec:
+        ds = subsample(ds, spec["limit"].get("train"), spec["limit"].get("test"), seed=spec["limit"].get("seed", 0))
     return ds
+
+
+def subsample(ds: Dataset, n_train: int | None, n_test: int | None, seed: int = 0) -> Dataset:
+    """A stratified random slice of a verified dataset (for quick trials and CI), in original order."""
+    rng = np.random.default_rng(seed)
+
+    def pick(y, n):
+        if n is None or n >= len(y):
+            return np.arange(len(y))
+        per_class = [rng.permutation(np.flatnonzero(y == c))[: max(1, n // ds.n_classes)] for c in range(ds.n_classes)]
+        return np.sort(np.concatenate(per_class))
+
+    train, test = pick(ds.y_train, n_train), pick(ds.y_test, n_test)
+    return Dataset(ds.x_train[train], ds.y_train[train], ds.x_test[test], ds.y_test[test], ds.classes)
 
 
 def verify(ds: Dataset, expect: dict) -> None:

@@ -4,8 +4,10 @@ A split name picks its family:
 
 ``all``        every training example, no validation hold-out;
 ``full``       training set minus a stratified validation hold-out;
-``lt{IF}``     long-tailed training set as in Cui et al. 2019 (class c keeps
-               ``floor(n_max * IF**(-c / (C-1)))``), balanced validation from the unused rest;
+``lt{IF}``     long-tailed training set as in Cui et al. 2019: after the validation hold-out, class c
+               keeps ``floor(n_max * IF**(-c / (C-1)))`` of the ``n_max`` examples per class left
+               (CIFAR-10: 4,500 after a 5,000 hold-out; 5,000, exactly Cui's sets, with no hold-out);
+               validation and test stay balanced;
 ``rare``       two groups of classes (e.g. vehicles vs animals) with some classes made rare in
                training; ``test_group`` keeps the original class for worst-group accuracy;
 ``binary``     classes ``negative`` vs ``positive`` (default 0-4 vs 5-9);
@@ -115,13 +117,10 @@ def make_split(name: str, y_train: np.ndarray, y_test: np.ndarray, classes: list
         imbalance = int(family[2:])
         if imbalance < 1:
             raise SplitError(f"imbalance factor in '{name}' must be >= 1")
-        per_class = [rng.permutation(all_train[y_train == c]) for c in range(n_classes)]
+        pool, val_idx = _stratified_holdout(all_train, y_train, validation_size, rng)
+        per_class = [rng.permutation(pool[y_train[pool] == c]) for c in range(n_classes)]
         counts = long_tail_counts(min(len(p) for p in per_class), imbalance, n_classes)
         train_idx = np.sort(np.concatenate([p[:k] for p, k in zip(per_class, counts)]))
-        rest = np.sort(np.concatenate([p[k:] for p, k in zip(per_class, counts)]))
-        per_class_val = validation_size // n_classes
-        val_idx = np.sort(np.concatenate([rng.permutation(rest[y_train[rest] == c])[:per_class_val]
-                                          for c in range(n_classes)]))
     elif family == "rare":
         rare = rare or {}
         if "groups" not in rare:

@@ -1,9 +1,13 @@
+import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
+# Jobs import memgen from this checkout, also where it is not pip-installed (e.g. on cluster nodes).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(Path(workflow.basedir) / "src"),
+                                                           os.environ.get("PYTHONPATH")])))
 from memgen.data import DataError, source_files
 from memgen.splits import SPLIT_PATTERN, pair_names
 
@@ -31,7 +35,7 @@ wildcard_constraints:
 
 
 def package_code(*modules):
-    """The memgen modules a rule runs, as inputs: editing one reruns exactly the stages that use it."""
+    """The memgen modules a job runs, declared as inputs so that editing one reruns exactly its dependents."""
     return [str(ROOT / "src" / "memgen" / f"{m}.py") for m in ("runtime", *modules)]
 
 

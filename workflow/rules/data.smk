@@ -13,6 +13,8 @@ rule prepare_data:
     benchmark:
         "results/benchmarks/prepare_data/{dataset}.tsv"
     threads: 1
+    conda:
+        "../../envs/memgen.yaml"
     resources:
         mem_mb=4000,
     script:
@@ -35,6 +37,8 @@ rule summarize_data:
     benchmark:
         "results/benchmarks/summarize_data.tsv"
     threads: 1
+    conda:
+        "../../envs/memgen.yaml"
     resources:
         mem_mb=4000,
     script:
@@ -60,6 +64,8 @@ rule plot_data:
     benchmark:
         "results/benchmarks/plot_data/{dataset}.tsv"
     threads: 1
+    conda:
+        "../../envs/memgen.yaml"
     resources:
         mem_mb=4000,
     script:

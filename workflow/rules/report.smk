@@ -10,6 +10,8 @@ rule runtime_table:
     benchmark:
         "results/benchmarks/runtime_table.tsv"
     threads: 1
+    conda:
+        "../../envs/memgen.yaml"
     resources:
         mem_mb=1000,
     script:
@@ -34,6 +36,8 @@ rule render_report:
     benchmark:
         "results/benchmarks/render_report.tsv"
     threads: 1
+    conda:
+        "../../envs/memgen.yaml"
     resources:
         mem_mb=4000,
     script:

@@ -13,6 +13,8 @@ rule make_split:
     benchmark:
         "results/benchmarks/make_split/{dataset}/{split}.tsv"
     threads: 1
+    conda:
+        "../../envs/memgen.yaml"
     resources:
         mem_mb=1000,
     script:
