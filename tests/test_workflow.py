@@ -83,7 +83,7 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     counts = pd.read_csv(smoke_run / "results/tables/split_counts.csv")
     assert (counts.dataset == "mnist").sum() == 4 + 45 and (counts.n_train > 0).all()
     runtimes = pd.read_csv(smoke_run / "results/tables/runtimes.csv")
-    assert len(runtimes) == sum(planned_jobs_all(smoke_run).values()) - 3  # all but runtime_table, report, all
+    assert len(runtimes) == sum(planned_jobs_all(smoke_run).values()) - 3  # all but runtime_table, render_report, all
     assert (runtimes.seconds > 0).all()
 
 

@@ -31,18 +31,45 @@ def runtime_summary(table: pd.DataFrame) -> pd.DataFrame:
             .sort_values("total_s", ascending=False).round(2).reset_index())
 
 
-def render_notebook(template: str | os.PathLike, notebook_out: str | os.PathLike, html_out: str | os.PathLike,
-                    parameters: dict) -> None:
-    """Execute ``template`` with papermill and convert the result into one self-contained HTML page."""
+def show_table(path: str | os.PathLike, caption: str | None = None) -> pd.DataFrame:
+    """Display a CSV table in the report under a caption naming its file."""
+    from IPython.display import Markdown, display
+
+    table = pd.read_csv(path)
+    if caption:
+        display(Markdown(f"**{caption}** (`{path}`)"))
+    display(table.style.hide(axis="index").format(precision=3))
+    return table
+
+
+def show_figure(path: str | os.PathLike, caption: str | None = None) -> None:
+    from IPython.display import Image, Markdown, display
+
+    if caption:
+        display(Markdown(f"**{caption}** (`{path}`)"))
+    display(Image(filename=str(path)))
+
+
+def render_notebooks(sections: list[tuple[str, dict]], notebook_out: str | os.PathLike,
+                     html_out: str | os.PathLike) -> None:
+    """Execute each section template with its parameters (papermill) and join them into one notebook
+    and one self-contained HTML page; each experiment owns its own section template."""
     import nbformat
     import papermill
     from nbconvert import HTMLExporter
 
-    parameters = {k: (list(map(str, v)) if isinstance(v, (list, tuple)) else str(v)) for k, v in parameters.items()}
-    with atomic_path(notebook_out) as tmp_nb:
-        papermill.execute_notebook(str(template), str(tmp_nb), parameters=parameters, kernel_name="python3",
-                                   cwd=os.getcwd(), progress_bar=False)
-        exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-        html, _ = exporter.from_notebook_node(nbformat.read(tmp_nb, as_version=4))
-        with atomic_path(html_out) as tmp_html:
-            Path(tmp_html).write_text(html, encoding="utf-8")
+    joined = None
+    for template, parameters in sections:
+        parameters = {k: (list(map(str, v)) if isinstance(v, (list, tuple)) else str(v)) for k, v in parameters.items()}
+        executed = papermill.execute_notebook(str(template), None, parameters=parameters, kernel_name="python3",
+                                              cwd=os.getcwd(), progress_bar=False)
+        if joined is None:
+            joined = executed
+        else:
+            joined.cells.extend(executed.cells)
+    with atomic_path(notebook_out) as tmp:
+        nbformat.write(joined, tmp)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    html, _ = exporter.from_notebook_node(joined)
+    with atomic_path(html_out) as tmp:
+        Path(tmp).write_text(html, encoding="utf-8")

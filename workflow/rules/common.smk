@@ -67,10 +67,12 @@ def split_files(dataset):
     return [f"results/splits/{dataset}/{split}.npz" for split in splits_of(dataset)]
 
 
-def benchmark_files():
-    """Benchmark files of every job the report depends on, for the runtime table."""
-    files = [f"results/benchmarks/prepare_data/{d}.tsv" for d in DATASETS]
-    files += [f"results/benchmarks/make_split/{d}/{s}.tsv" for d in DATASETS for s in splits_of(d)]
-    files += [f"results/benchmarks/plot_data/{d}.tsv" for d in DATASETS]
-    files += ["results/benchmarks/summarize_data.tsv"]
-    return files
+# Each rules file registers what the report shows and which benchmark files the runtime table reads:
+# REPORT_SECTIONS[section] = {parameter name of reports/<section>.ipynb: path or list of paths}.
+REPORT_SECTIONS = {"intro": {}}
+BENCHMARKS = []
+
+
+def report_inputs():
+    """render_report's named inputs: ``<section>__<parameter>``."""
+    return {f"{section}__{name}": paths for section, params in REPORT_SECTIONS.items() for name, paths in params.items()}

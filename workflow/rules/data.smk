@@ -70,3 +70,14 @@ rule plot_data:
         mem_mb=4000,
     script:
         "../../src/scripts/plot_data.py"
+
+
+REPORT_SECTIONS["data"] = {
+    "data_summary": "results/tables/data_summary.csv",
+    "split_counts": "results/tables/split_counts.csv",
+    "samples": expand("results/figures/samples_{dataset}.png", dataset=DATASETS),
+    "split_figures": expand("results/figures/split_counts_{dataset}.png", dataset=DATASETS),
+}
+BENCHMARKS += [f"results/benchmarks/prepare_data/{d}.tsv" for d in DATASETS]
+BENCHMARKS += [f"results/benchmarks/plot_data/{d}.tsv" for d in DATASETS]
+BENCHMARKS += ["results/benchmarks/summarize_data.tsv"]

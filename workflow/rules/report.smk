@@ -1,7 +1,12 @@
+# Included last: every other rules file has registered its report section and benchmarks by now.
+
+REPORT_SECTIONS["runtime"] = {"runtimes": "results/tables/runtimes.csv"}
+
+
 rule runtime_table:
     """Wall time and peak memory of every job of the study, from the benchmark files."""
     input:
-        benchmarks=benchmark_files(),
+        benchmarks=BENCHMARKS,
         code=package_code("report"),
     output:
         report("results/tables/runtimes.csv", caption="../report/runtimes.rst", category="Runtime"),
@@ -19,18 +24,16 @@ rule runtime_table:
 
 
 rule render_report:
-    """Execute the report notebook with papermill and render it to one self-contained HTML page."""
+    """Execute each section's notebook (reports/<section>.ipynb) with papermill; join them into one HTML page."""
     input:
-        notebook=str(ROOT / "reports" / "study.ipynb"),
-        data_summary="results/tables/data_summary.csv",
-        split_counts="results/tables/split_counts.csv",
-        samples=expand("results/figures/samples_{dataset}.png", dataset=DATASETS),
-        split_figures=expand("results/figures/split_counts_{dataset}.png", dataset=DATASETS),
-        runtimes="results/tables/runtimes.csv",
+        templates=[str(ROOT / "reports" / f"{section}.ipynb") for section in REPORT_SECTIONS],
         code=package_code("report"),
+        **report_inputs(),
     output:
         html="results/report/study.html",
         notebook="results/report/study.ipynb",
+    params:
+        sections=list(REPORT_SECTIONS),
     log:
         "results/logs/render_report.log",
     benchmark:

@@ -19,3 +19,6 @@ rule make_split:
         mem_mb=1000,
     script:
         "../../src/scripts/make_split.py"
+
+
+BENCHMARKS += [f"results/benchmarks/make_split/{d}/{s}.tsv" for d in DATASETS for s in splits_of(d)]
