@@ -115,3 +115,13 @@ def test_editing_a_module_reruns_only_its_dependents(smoke_run, data_root):
     code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
     jobs = planned_jobs(out)
     assert "make_split" in jobs and "prepare_data" not in jobs
+
+
+def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, data_root):
+    import zipfile
+
+    code, out = snakemake("--report", "report.zip", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+    assert code == 0, out[-3000:]
+    names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
+    for expected in ("data_summary.csv", "split_counts.csv", "runtimes.csv", "samples_mnist.png"):
+        assert any(name.endswith(expected) for name in names), expected
