@@ -1,0 +1,289 @@
+"""Backbone training and inference on uint8 image arrays.
+
+* :func:`train_classifier` trains any :mod:`memgen.nets` network with SGD + Nesterov momentum, a per-step
+  learning-rate schedule (``onecycle``, ``cosine``, ``step`` or ``constant``), optional label smoothing and
+  batched tensor-side augmentation (random crop with zero padding + horizontal flip) done on the training
+  device. The whole training set lives on the device as uint8; on CUDA the model runs channels_last under
+  bf16 autocast. Input normalization (per-channel mean/std of the *training* images) is stored in the model.
+  On CPU, training is deterministic given ``seed`` (same thread count).
+* :func:`predict_logits` / :func:`embed` run a trained model over any uint8 image array, in fp32.
+* :func:`save_checkpoint` / :func:`load_checkpoint` store the model config, weights and a metrics dict.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from memgen.nets import build_net, count_parameters
+from memgen.runtime import atomic_path, progress, resolve_device, seed_everything
+
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
+
+
+# ------------------------------------------------------------------------------------------- array helpers
+def as_nchw(x_uint8: np.ndarray) -> torch.Tensor:
+    """uint8 ``[N, H, W, C]`` (or ``[N, H, W]``) array -> contiguous uint8 tensor ``[N, C, H, W]`` (CPU)."""
+    x = np.asarray(x_uint8)
+    if x.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 [N, H, W, C] arrays (as stored in the dataset cache), got {x.dtype}; "
+                        "convert with (x * 255).round().astype(np.uint8) if they are floats in [0, 1]")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape [N, H, W, C] or [N, H, W], got {x.shape}")
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def channel_stats(x_uint8: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 images on the ``[0, 1]`` scale (float64 accumulation)."""
+    x = np.asarray(x_uint8)
+    if x.ndim == 3:
+        x = x[..., None]
+    c = x.shape[-1]
+    s = np.zeros(c)
+    s2 = np.zeros(c)
+    n = 0
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk].reshape(-1, c).astype(np.float64) / 255.0
+        s += part.sum(0)
+        s2 += (part * part).sum(0)
+        n += len(part)
+    mean = s / n
+    std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+    """Random crop after ``pad`` pixels of zero padding, and random horizontal flip, for a whole batch.
+
+    ``x`` is a uint8 (or float) tensor ``[B, C, H, W]`` on any device; the random draws come from the CPU
+    ``generator`` (so CPU and GPU runs see the same augmentation) and the indexing runs on ``x``'s device.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+    if pad > 0:
+        oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+        ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+        padded = F.pad(x, (pad, pad, pad, pad))
+        rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+        x = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                   rows, cols]
+    if flip:
+        mask = (torch.rand(b, generator=generator) < 0.5).to(dev)
+        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def lr_factor(schedule: str, progress_frac: float, warmup_frac: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at ``progress_frac`` in [0, 1) of all training steps.
+
+    * ``onecycle``: linear warm-up from 1/25 of the peak over ``warmup_frac`` (default 0.15), then cosine to 0.
+    * ``cosine``: optional linear warm-up over ``warmup_frac``, then cosine to 0.
+    * ``step``: He et al. 2016 -- divide by 10 at 50% and at 75% of training (32k/48k of 64k iterations).
+    * ``constant``: 1.
+    """
+    t = float(progress_frac)
+    if schedule == "onecycle":
+        warmup_frac = warmup_frac or 0.15
+        if t < warmup_frac:
+            return 0.04 + 0.96 * t / warmup_frac
+        return 0.5 * (1 + math.cos(math.pi * (t - warmup_frac) / (1 - warmup_frac)))
+    if schedule == "cosine":
+        if warmup_frac and t < warmup_frac:
+            return (t + 1e-3) / warmup_frac
+        return 0.5 * (1 + math.cos(math.pi * (t - warmup_frac) / max(1 - warmup_frac, 1e-9)))
+    if schedule == "step":
+        return 1.0 if t < 0.5 else (0.1 if t < 0.75 else 0.01)
+    if schedule == "constant":
+        return 1.0
+    raise ValueError(f"unknown schedule '{schedule}'; use one of {SCHEDULES}")
+
+
+# ------------------------------------------------------------------------------------------------ training
+def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, *, epochs: int = 30,
+                     batch_size: int = 128, lr: float = 0.1, schedule: str = "onecycle", augment: bool = True,
+                     label_smoothing: float = 0.0, device: str = "auto", seed: int = 0,
+                     weight_decay: float = 5e-4, momentum: float = 0.9, nesterov: bool = True,
+                     warmup_frac: float = 0.0, pad: int = 4, flip: bool | None = None,
+                     x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, eval_every: int = 1,
+                     max_steps: int | None = None, amp: bool | None = None, channels_last: bool | None = None,
+                     show_progress: bool = True) -> dict:
+    """Train ``model`` in place on uint8 images ``x_uint8`` ``[N, H, W, C]`` with int labels ``y``.
+
+    Returns a JSON-serialisable metrics dict: per-epoch ``loss_curve`` / ``train_acc_curve`` (on augmented
+    batches), sub-sampled ``step_loss``, ``val_accuracy`` / ``val_curve`` when ``x_val`` is given, timings
+    (``train_time_s`` excludes validation), ``images_per_s``, ``device``, ``precision`` and the settings.
+
+    SGD with (Nesterov) momentum; ``weight_decay`` applies to conv/linear weights, not to BatchNorm or biases.
+    ``lr`` is the peak learning rate of the per-step ``schedule`` (see :func:`lr_factor`); the last partial
+    batch of each epoch is dropped. ``flip`` defaults to ``augment`` (set it False for digits); ``pad`` is the
+    random-crop padding.
+    ``amp``/``channels_last`` default to on for CUDA (bf16 autocast) and ``channels_last`` also on CPU.
+    ``max_steps`` truncates training (the schedule is laid out over the truncated length).
+    ``seed`` drives shuffling and augmentation; weight initialization happens when the net is built, so call
+    ``memgen.runtime.seed_everything(seed)`` before building it for a fully reproducible run.
+    """
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    device = resolve_device(device)
+    is_cuda = device.startswith("cuda")
+    amp = is_cuda if amp is None else amp
+    channels_last = True if channels_last is None else channels_last
+    flip = augment if flip is None else flip
+    y = np.asarray(y)
+    n = len(y)
+    if len(x_uint8) != n:
+        raise ValueError(f"{len(x_uint8)} images but {n} labels; pass matching arrays")
+    if n == 0:
+        raise ValueError("empty training set; check the split indices")
+    if y.min() < 0 or y.max() >= model.fc.out_features:
+        raise ValueError(f"labels span [{y.min()}, {y.max()}] but the model has {model.fc.out_features} outputs; "
+                         "build the net with num_classes = number of task classes")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule '{schedule}'; use one of {SCHEDULES}")
+
+    seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)
+    mean, std = channel_stats(x_uint8)
+    model.set_normalization(mean, std)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if is_cuda:
+        torch.backends.cudnn.benchmark = True
+
+    x_all = as_nchw(x_uint8).to(device)
+    y_all = torch.as_tensor(y, dtype=torch.long).to(device)
+    bs = min(batch_size, n)
+    steps_per_epoch = n // bs
+    total_steps = epochs * steps_per_epoch
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    if total_steps <= 0:
+        raise ValueError(f"no training steps (epochs={epochs}, max_steps={max_steps})")
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and is_cuda else nullcontext()
+
+    loss_curve, acc_curve, step_loss, val_curve = [], [], [], []
+    log_every = max(1, total_steps // 200)
+    step, images, train_time = 0, 0, 0.0
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    bar = progress(total=total_steps, desc="train", disable=not show_progress)
+    for epoch in range(n_epochs):
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for b in range(steps_per_epoch):
+            if step >= total_steps:
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_factor(schedule, step / total_steps, warmup_frac)
+            idx = perm[b * bs:(b + 1) * bs]
+            xb = x_all[idx]
+            if augment or flip:
+                xb = augment_batch(xb, gen, pad=pad if augment else 0, flip=flip)
+            xb = xb.float().div_(255)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = y_all[idx]
+            with autocast:
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_d = loss.detach()
+            loss_sum += loss_d * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(idx)
+            if step % log_every == 0:
+                step_loss.append([step, float(loss_d)])
+            step += 1
+            images += len(idx)
+            bar.update(1)
+        if is_cuda:
+            torch.cuda.synchronize()
+        train_time += time.perf_counter() - t0
+        loss_curve.append(float(loss_sum) / max(seen, 1))
+        acc_curve.append(float(correct) / max(seen, 1))
+        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_curve[-1]:.3f}", acc=f"{acc_curve[-1]:.3f}")
+        last = epoch == n_epochs - 1
+        if x_val is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
+            logits_val = predict_logits(model, x_val, device)
+            val_acc = float((logits_val.argmax(1) == np.asarray(y_val)).mean())
+            val_loss = float(F.cross_entropy(torch.from_numpy(logits_val), torch.as_tensor(y_val, dtype=torch.long)))
+            val_curve.append({"epoch": epoch + 1, "accuracy": val_acc, "loss": val_loss})
+    bar.close()
+    model.eval()
+    return {
+        "train_loss": loss_curve[-1], "train_accuracy": acc_curve[-1],
+        "val_accuracy": val_curve[-1]["accuracy"] if val_curve else None,
+        "loss_curve": loss_curve, "train_acc_curve": acc_curve, "step_loss": step_loss, "val_curve": val_curve,
+        "epochs": epochs, "epochs_run": n_epochs, "steps": step, "batch_size": bs, "lr": lr, "schedule": schedule,
+        "warmup_frac": warmup_frac, "weight_decay": weight_decay, "momentum": momentum,
+        "label_smoothing": label_smoothing, "augment": bool(augment), "flip": bool(flip), "pad": pad, "seed": seed,
+        "device": device, "precision": "bf16-autocast" if (amp and is_cuda) else "fp32",
+        "channels_last": bool(channels_last), "torch_threads": torch.get_num_threads(),
+        "train_time_s": train_time, "wall_time_s": time.perf_counter() - wall0,
+        "cpu_time_s": time.process_time() - cpu0,
+        "images_per_s": images / max(train_time, 1e-9), "n_train": n, "n_params": count_parameters(model),
+        "input_mean": [float(v) for v in mean], "input_std": [float(v) for v in std],
+        "model": dict(model.config),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- inference
+@torch.inference_mode()
+def _run(model: torch.nn.Module, x_uint8: np.ndarray, device: str, batch_size: int, fn) -> np.ndarray:
+    device = resolve_device(device)
+    model.to(device).eval()
+    x = as_nchw(x_uint8)
+    outs = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
+        outs.append(fn(xb).float().cpu())
+    if not outs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(outs).numpy()
+
+
+def predict_logits(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto",
+                   batch_size: int = 1024) -> np.ndarray:
+    """Logits ``[N, n_classes]`` (float32, eval mode) for uint8 images ``[N, H, W, C]``."""
+    return _run(model, x_uint8, device, batch_size, model)
+
+
+def embed(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int = 1024) -> np.ndarray:
+    """The model's embedding ``[N, D]`` (ResNet-20: 64-d after global average pooling) for uint8 images."""
+    return _run(model, x_uint8, device, batch_size, model.embed)
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, metrics: dict | None = None) -> None:
+    """Atomically write ``{"config", "state_dict", "metrics"}`` (weights moved to CPU)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save({"config": dict(model.config), "state_dict": state, "metrics": metrics or {}}, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the network from a checkpoint written by :func:`save_checkpoint`; returns ``(model, metrics)``."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_net(ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(resolve_device(device)).eval(), ckpt["metrics"]
