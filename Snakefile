@@ -16,6 +16,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/splits.smk"
+include: "workflow/rules/lut.smk"
+include: "workflow/rules/memory.smk"
 include: "workflow/rules/report.smk"
 
 

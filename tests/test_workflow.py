@@ -74,7 +74,7 @@ def test_missing_data_file_is_named(tmp_path):
 
 def test_smoke_report_has_every_section_with_numbers(smoke_run):
     html = (smoke_run / "results/report/study.html").read_text()
-    for heading in ("Data", "Runtime"):
+    for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Runtime"):
         assert re.search(rf"<h2[^>]*>{heading}", html), f"section {heading} missing"
     assert "Traceback" not in html and "output_error" not in html
     assert html.count("<img") >= 4  # sample images and split counts of both datasets
@@ -82,6 +82,12 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert summary.set_index("dataset").loc["mnist", "n_train"] == 600
     counts = pd.read_csv(smoke_run / "results/tables/split_counts.csv")
     assert (counts.dataset == "mnist").sum() == 4 + 45 and (counts.n_train > 0).all()
+    for name in ("table1", "table2", "table3", "table4"):                 # the LUT study's tables
+        table = pd.read_csv(smoke_run / f"results/tables/seed001_{name}.csv")
+        assert {"published", "measured"} <= set(table.columns) and table["measured"].notna().all(), name
+    assert pd.read_csv(smoke_run / "results/tables/seed001_figure1.csv")["gap"].notna().all()
+    memory = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the memory study's Table 1
+    assert memory["measured"].notna().all() and pd.api.types.is_numeric_dtype(memory["measured"])
     runtimes = pd.read_csv(smoke_run / "results/tables/runtimes.csv")
     assert len(runtimes) == sum(planned_jobs_all(smoke_run).values()) - 3  # all but runtime_table, render_report, all
     assert (runtimes.seconds > 0).all()
@@ -123,5 +129,6 @@ def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, data_root):
     code, out = snakemake("--report", "report.zip", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
-    for expected in ("data_summary.csv", "split_counts.csv", "runtimes.csv", "samples_mnist.png"):
+    for expected in ("data_summary.csv", "split_counts.csv", "runtimes.csv", "samples_mnist.png", "seed001_table1.csv",
+                     "seed001_figure1.png"):
         assert any(name.endswith(expected) for name in names), expected

@@ -8,7 +8,9 @@ of them and returns one DataFrame row per method. Methods (names as in the paper
   on the bits laid out as images (bit planes as channels, values 0/255); it alone sees the pixel layout;
 * ``5-nearest neighbors`` / ``1-nearest neighbor``: exact search (:func:`memgen.knn.search`; L2 on bits is the
   Hamming distance), majority vote; training accuracy queries the training set itself, so each point is its
-  own nearest neighbour (as in the paper's 1-NN training accuracy of 1.00);
+  own nearest neighbour (as in the paper's 1-NN training accuracy of 1.00); :func:`knn_many` gives several k from
+  one search on packed bits (faiss's binary index, :func:`hamming_search`), optionally with training accuracy
+  on a random subset of training points;
 * ``random forest (10 trees)`` / ``(300 trees)``: scikit-learn, seeded;
 * ``memorization (k=..)``: :class:`memgen.lut.LUTNetwork`;
 * ``logistic regression``: scikit-learn, L2, lbfgs;
@@ -46,6 +48,55 @@ def knn(x_train, y_train, x_test, y_test, k: int = 5, device: str = "cpu", batch
         return votes.argmax(1)
 
     return _result(predict, keys, y_train, x_test, y_test, k=k)
+
+
+def hamming_search(queries, keys, k: int, threads: int | None = None) -> np.ndarray:
+    """Indices ``[Q, k]`` of the ``k`` keys nearest to each query in Hamming distance (= squared L2 on bits),
+    nearest first. faiss's binary index on packed bits when available (about 4x faster than float L2 on 3072
+    bits), else :func:`memgen.knn.search`. Equal distances may come in either order."""
+    queries, keys = np.asarray(queries, dtype=np.uint8), np.asarray(keys, dtype=np.uint8)
+    if not 1 <= k <= len(keys):
+        raise ValueError(f"k={k} must be between 1 and the number of training examples ({len(keys)})")
+    try:
+        import faiss
+    except ImportError:
+        from memgen.knn import search
+
+        return search(queries, keys, k)[1]
+    if threads:
+        faiss.omp_set_num_threads(int(threads))
+    packed = np.packbits(keys, axis=1)                  # zero padding to whole bytes adds no distance
+    index = faiss.IndexBinaryFlat(packed.shape[1] * 8)
+    index.add(packed)
+    return index.search(np.packbits(queries, axis=1), k)[1].astype(np.int64)
+
+
+def knn_many(x_train, y_train, x_test, y_test, ks=(5, 1), train_queries: int | None = None, seed: int = 0,
+             threads: int | None = None) -> list[dict]:
+    """k-NN majority votes (ties: the smallest label) for every ``k`` in ``ks`` from one exact Hamming search.
+
+    Training accuracy queries the training set itself (each point is its own nearest neighbour); with
+    ``train_queries`` it is measured on that many training examples drawn at random (``seed``) against all of
+    them, since querying every training point costs as much as the search itself (``n_train_eval`` says how many).
+    """
+    x_train, y_train = np.asarray(x_train), np.asarray(y_train)
+    n_classes = int(max(y_train.max(), np.max(y_test))) + 1
+    kmax = max(ks)
+    q = np.arange(len(y_train))
+    if train_queries and train_queries < len(q):
+        q = np.sort(np.random.default_rng(seed).choice(len(q), size=int(train_queries), replace=False))
+    neighbours = {"train": hamming_search(x_train[q], x_train, kmax, threads),
+                  "test": hamming_search(x_test, x_train, kmax, threads)}
+    truth = {"train": y_train[q], "test": np.asarray(y_test)}
+    rows = []
+    for k in ks:
+        row = {"k": int(k), "n_train_eval": len(q)}
+        for part, idx in neighbours.items():
+            votes = np.zeros((len(idx), n_classes), dtype=np.int64)
+            np.add.at(votes, (np.arange(len(idx))[:, None], y_train[idx[:, :k]]), 1)
+            row[f"{part}_acc"] = float(np.mean(votes.argmax(1) == truth[part]))
+        rows.append(row)
+    return rows
 
 
 def random_forest(x_train, y_train, x_test, y_test, n_trees: int = 10, seed: int = 0, n_jobs: int = 2) -> dict:

@@ -1,0 +1,7 @@
+from memgen.memory_study import gate_stage
+from memgen.runtime import log_to
+
+with log_to(snakemake.log[0]):
+    info = gate_stage(snakemake.input.embeddings, snakemake.input.neighbors, snakemake.input.split,
+                      snakemake.output.predictions, snakemake.output.info, gate_k=snakemake.params.gate_k)
+    print(info)
