@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,3 +26,26 @@ def data_root() -> Path:
         pytest.fail(f"dataset mirror not found at {DATA_ROOT}; set MEMGEN_DATA_ROOT to the folder holding "
                     f"mnist/ and cifar10-jpeg.tar.gz")
     return DATA_ROOT
+
+
+@pytest.fixture
+def single_torch_thread():
+    """Tiny models on a shared 2-core machine: one torch thread avoids OpenMP spin-wait stalls under load."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def bit_blobs(n=400, n_test=200, d=64, n_classes=2, seed=0):
+    """Binary inputs drawn around a prototype per class (each bit flipped with probability 0.25)."""
+    rng = np.random.default_rng(seed)
+    protos = rng.integers(0, 2, (n_classes, d))
+
+    def draw(m):
+        c = rng.integers(0, n_classes, m)
+        return (protos[c] ^ (rng.random((m, d)) < 0.25)).astype(np.uint8), c
+
+    return (*draw(n), *draw(n_test))

@@ -11,13 +11,7 @@ from memgen.learners import (KNNLearner, Learner, LinearProbe, LUTLearner, MLPLe
                              knn_vote, scores_from_logits)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest and keeps shared CPUs free (OpenMP barriers stall under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def task(n=300, n_test=80, d=12, c=3, seed=0):

@@ -10,21 +10,11 @@ from memgen import lut_baselines as lb
 from memgen.lut import LUTNetwork
 from memgen.lut_experiments import evaluate, gap_summary, layer_stats, pairwise, pairwise_matrix, sweep, table3
 
-
-def blobs(n=400, n_test=200, d=64, n_classes=2, seed=0):
-    """Bits drawn around a prototype per class (each bit flipped with probability 0.25)."""
-    rng = np.random.default_rng(seed)
-    protos = rng.integers(0, 2, (n_classes, d))
-
-    def draw(m):
-        c = rng.integers(0, n_classes, m)
-        return (protos[c] ^ (rng.random((m, d)) < 0.25)).astype(np.uint8), c
-
-    return (*draw(n), *draw(n_test))
+from conftest import bit_blobs
 
 
 def test_layer_stats_table2():
-    x, y, _, _ = blobs()
+    x, y, _, _ = bit_blobs()
     net = LUTNetwork(4, (32, 16), seed=0).fit(x, y)
     t = layer_stats(net, x, y)
     assert t["layer"].tolist() == [0, 1, 2, 3] and t["count"].tolist() == [64, 32, 16, 1]
@@ -36,7 +26,7 @@ def test_layer_stats_table2():
 
 
 def test_sweep_and_table3():
-    x, y, xt, yt = blobs()
+    x, y, xt, yt = bit_blobs()
     real = sweep(x, y, xt, yt, ks=(2, 6), depths=(2,), width=32, labels="real")
     y_rand = np.random.default_rng(1).permutation(y)
     rand = sweep(x, y_rand, xt, yt, ks=(2, 6), depths=(2,), width=32, labels="random")
@@ -49,7 +39,7 @@ def test_sweep_and_table3():
 
 
 def test_pairwise_rows_matrix_and_gap_summary():
-    x, c, xt, ct = blobs(n=600, n_test=300, n_classes=4)
+    x, c, xt, ct = bit_blobs(n=600, n_test=300, n_classes=4)
     rows = pairwise(x, c, xt, ct, k=4, widths=(16,), class_names=list("ABCD"))
     assert len(rows) == 6 and rows[["a", "b"]].values.tolist() == [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
     first = rows.iloc[0]
@@ -67,7 +57,7 @@ def test_pairwise_rows_matrix_and_gap_summary():
 
 
 def test_baselines_beat_chance_and_random_guess_does_not():
-    x, y, xt, yt = blobs(n=500, n_test=300)
+    x, y, xt, yt = bit_blobs(n=500, n_test=300)
     skip = ("conv net", "random forest (300 trees)")                        # slow; covered elsewhere / same code
     table = lb.table1(x, y, xt, yt, methods=[m for m in lb.METHODS if m not in skip],
                       options={"memorization": {"k": 6, "widths": (64, 64)}, "random_forest": {"n_jobs": 1}})

@@ -17,17 +17,7 @@ from memgen.lut_study import (SEEDED, TABLE1_JOBS, Task, bit_image_shape, coding
                               stratified_subset)
 from memgen.splits import Split
 
-
-def blobs(n=400, n_test=200, d=64, n_classes=2, seed=0):
-    """Bits drawn around a prototype per class (each bit flipped with probability 0.25)."""
-    rng = np.random.default_rng(seed)
-    protos = rng.integers(0, 2, (n_classes, d))
-
-    def draw(m):
-        c = rng.integers(0, n_classes, m)
-        return (protos[c] ^ (rng.random((m, d)) < 0.25)).astype(np.uint8), c
-
-    return (*draw(n), *draw(n_test))
+from conftest import bit_blobs
 
 
 def split_of(y_train, y_test, classes=(0, 1), names=("a", "b")):
@@ -72,7 +62,7 @@ def test_stratified_subset_keeps_proportions_and_is_seeded():
 
 
 def test_task_indexes_the_split_and_caps_training_examples():
-    x, c, xt, ct = blobs(n=300, n_test=100, n_classes=3)
+    x, c, xt, ct = bit_blobs(n=300, n_test=100, n_classes=3)
     split = split_of(c, ct, classes=(0, 2))
     task = Task(x, xt, split)
     assert task.n_train_full == len(split.train_idx) == len(task.y_train)
@@ -92,7 +82,7 @@ def test_lut_device_auto_without_a_gpu_driver_is_the_cpu(monkeypatch):
 
 
 def test_table1_jobs_give_rows_per_seed_and_both_knn_rows():
-    x, y, xt, yt = blobs(n=300, n_test=100)
+    x, y, xt, yt = bit_blobs(n=300, n_test=100)
     task = Task(x, xt, split_of(y, yt))
     common = dict(image_shape=(8, 8, 1), seeds=[0, 1], memorization_k=4, width=16, depth=2, knn_train_queries=50,
                   threads=1, dataset="toy")
@@ -130,7 +120,7 @@ def test_table1_conv_net_job_on_bit_images():
 
 
 def test_sweep_pairwise_and_layer_stats_rows():
-    x, c, xt, ct = blobs(n=600, n_test=300, n_classes=3)
+    x, c, xt, ct = bit_blobs(n=600, n_test=300, n_classes=3)
     task = Task(x, xt, split_of(c, ct))
     rows = run_sweep_task(task, ks=[2, 4], depths=[1, 2], width=16, seeds=[0], threads=1, log=lambda *_: None,
                           labels="real")
@@ -150,7 +140,7 @@ def test_sweep_pairwise_and_layer_stats_rows():
 def test_hamming_knn_matches_exact_l2_search():
     from memgen.knn import search
 
-    x, y, xt, yt = blobs(n=300, n_test=50, d=70)                 # 70 bits: packing pads to whole bytes
+    x, y, xt, yt = bit_blobs(n=300, n_test=50, d=70)                 # 70 bits: packing pads to whole bytes
     idx = lb.hamming_search(xt, x, 5)
     dist, _ = search(xt.astype(np.float32), x.astype(np.float32), 5)
     ham = (xt[:, None, :] != x[idx]).sum(-1)

@@ -12,14 +12,7 @@ from memgen import memorization as mz
 from memgen.learners import Outputs, SyntheticLearner
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 class CountingLearner:

@@ -7,13 +7,7 @@ from memgen.memory import (KnnInterpolation, LearnedGate, Neighbors, find_neighb
                            predict_neighbor_transformer, softmax, train_neighbor_transformer)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models on a shared 2-core machine: one torch thread avoids OpenMP spin-wait stalls under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _clusters(n, n_classes=10, dim=16, noise=1.0, seed=0):

@@ -8,13 +8,7 @@ from memgen.train import (augment_batch, channel_stats, embed, load_checkpoint, 
                           save_checkpoint, train_classifier)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models on a shared 2-core machine: one torch thread avoids OpenMP spin-wait stalls under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _toy_images(n=256, size=16, channels=3, n_classes=4, seed=0):
