@@ -138,9 +138,6 @@ def test_torch_cpu_path_agrees_with_numpy():
 
 @pytest.mark.gpu
 def test_cuda_path_agrees_with_numpy():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("no CUDA device")
     bits, y = random_task()
     a = LUTNetwork(10, (256, 64), seed=1).fit(bits, y)
     b = LUTNetwork(10, (256, 64), seed=1, device="cuda").fit(bits, y)
