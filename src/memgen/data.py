@@ -249,6 +249,19 @@ def verify(ds: Dataset, expect: dict) -> None:
                         ". Fix the files or the dataset's 'expect' entry in config.yaml")
 
 
+def check_images(images) -> np.ndarray:
+    """Images as stored in the caches: uint8 ``[N, H, W, C]`` (a ``[N, H, W]`` array gains C = 1)."""
+    x = np.asarray(images)
+    if x.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 [N, H, W, C] arrays (as stored in the dataset cache), got {x.dtype}; "
+                        "convert floats in [0, 1] with (x * 255).round().astype(np.uint8)")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape [N, H, W, C] or [N, H, W], got {x.shape}")
+    return x
+
+
 # --- cache ---------------------------------------------------------------------------------------
 
 def save_cache(ds: Dataset, path: str | os.PathLike) -> None:

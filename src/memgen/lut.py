@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from memgen.data import check_images
 from memgen.runtime import atomic_path
 
 MAX_K = 16                   # pattern indices are uint16; a 1024-LUT layer then holds 64M table entries
@@ -51,14 +52,7 @@ def binarize(images: np.ndarray, scheme: str = "threshold", bits: int = 1, thres
     The project default for CIFAR-10 is colour, 1 bit per channel (``threshold`` at 128, 3072 bits): the
     direct analogue of 1-bit MNIST, and it keeps colour, which carries much of CIFAR's class signal.
     """
-    x = np.asarray(images)
-    if x.dtype != np.uint8:
-        raise TypeError(f"binarize needs uint8 images (as stored in the dataset cache), got {x.dtype}; "
-                        "convert floats in [0, 1] with (x * 255).round().astype(np.uint8)")
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"images must have shape [N, H, W] or [N, H, W, C], got {x.shape}")
+    x = check_images(images)
     if scheme not in SCHEMES:
         raise ValueError(f"unknown binarization scheme '{scheme}'; use one of {SCHEMES}")
     if not 1 <= bits <= 8 or (scheme == "threshold" and bits != 1):

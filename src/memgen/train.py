@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from memgen.data import check_images
 from memgen.nets import build_net, count_parameters
 from memgen.runtime import atomic_path, progress, resolve_device, seed_everything
 
@@ -30,14 +31,7 @@ SCHEDULES = ("onecycle", "cosine", "step", "constant")
 # ------------------------------------------------------------------------------------------- array helpers
 def as_nchw(x_uint8: np.ndarray) -> torch.Tensor:
     """uint8 ``[N, H, W, C]`` (or ``[N, H, W]``) array -> contiguous uint8 tensor ``[N, C, H, W]`` (CPU)."""
-    x = np.asarray(x_uint8)
-    if x.dtype != np.uint8:
-        raise TypeError(f"images must be uint8 [N, H, W, C] arrays (as stored in the dataset cache), got {x.dtype}; "
-                        "convert with (x * 255).round().astype(np.uint8) if they are floats in [0, 1]")
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"images must have shape [N, H, W, C] or [N, H, W], got {x.shape}")
+    x = check_images(x_uint8)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
