@@ -176,3 +176,30 @@ def test_mlp_and_probe_on_cuda_match_cpu_reference():
     gpu = LinearProbe(x_train, y_train, x_test, y_test, device="cuda", **kw).fit_predict(subs, seeds)
     cpu = LinearProbe(x_train, y_train, x_test, y_test, device="cpu", mode="reference", **kw).fit_predict(subs, seeds)
     assert_outputs_close(gpu, cpu, 1e-9)
+
+
+def test_net_learner_is_a_pure_function_of_subset_and_seed():
+    from memgen.learners import NetLearner
+    from memgen.nets import build_net
+    from memgen.runtime import seed_everything
+    from memgen.train import predict_logits, train_classifier
+
+    rng = np.random.default_rng(3)
+    x_train, x_test = rng.integers(0, 256, (64, 16, 16, 1), dtype=np.uint8), rng.integers(0, 256, (20, 16, 16, 1),
+                                                                                          dtype=np.uint8)
+    y_train, y_test = rng.integers(0, 3, 64), rng.integers(0, 3, 20)
+    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "augment": False, "max_steps": 2}
+    learner = NetLearner(x_train, y_train, x_test, y_test, settings, device="cpu")
+    subs, seeds = subsets_and_seeds(64, [44, 44])
+    out = learner.fit_predict(subs, seeds)
+    again = learner.fit_predict(subs[1:], seeds[1:])
+    assert_outputs_close(out.take([1]), again, atol=0)
+    seed_everything(seeds[0])                               # the same model, trained by hand
+    model = build_net("mnist_cnn", num_classes=3, in_channels=1, image_size=16)
+    train_classifier(model, x_train[subs[0]], y_train[subs[0]], epochs=1, batch_size=16, lr=0.05, augment=False,
+                     flip=False, max_steps=2, device="cpu", seed=seeds[0], show_progress=False)
+    logits = predict_logits(model, np.concatenate([x_train, x_test]), device="cpu")
+    assert np.array_equal(out.correct_train[0], logits[:64].argmax(1) == y_train)
+    assert np.array_equal(out.correct_test[0], logits[64:].argmax(1) == y_test)
+    with pytest.raises(ValueError, match="arch"):
+        NetLearner(x_train, y_train, x_test, y_test, {"epochs": 1})

@@ -5,7 +5,7 @@ A learner is built once on a task (training and test examples with their labels)
 with the given training seeds and reports, for every model, on every training and test example:
 0/1 correctness, the probability of the true class and the margin (true-class score minus the best
 other score).  The estimator (:mod:`memgen.memorization`) needs nothing else, so every learner
-(MLP, linear probe, k-NN, LUT network, synthetic) plugs into the same shards.
+(MLP, linear probe, k-NN, LUT network, convolutional network, synthetic) plugs into the same shards.
 
 Several models train at once where that pays (batched matrix products over models); the MLP and
 the linear probe keep a one-model-at-a-time ``mode="reference"`` implementation of the same
@@ -614,6 +614,66 @@ class LUTLearner:
             out.correct_train[q], out.correct_test[q] = correct[:n], correct[n:]
             out.prob_train[q], out.prob_test[q] = correct[:n], correct[n:]
             out.margin_train[q], out.margin_test[q] = 2.0 * correct[:n] - 1, 2.0 * correct[n:] - 1
+        return out
+
+
+# --- convolutional network (the full-network case) -------------------------------------------------
+
+class NetLearner:
+    """A network of :mod:`memgen.nets` (e.g. ResNet-20) trained from scratch on each subset with
+    :func:`memgen.train.train_classifier`, on uint8 images ``[N, H, W, C]``: the document's full-network
+    case, GPU scale.  One model at a time; the model seed fixes initialisation, batch order and
+    augmentation, so a model is a pure function of (subset, seed).  ``settings`` are the backbone keys
+    of the memory config (arch, epochs, batch_size, lr, schedule, augment, flip, label_smoothing,
+    max_steps)."""
+
+    def __init__(self, x_train, y_train, x_test, y_test, settings: dict, n_classes: int | None = None,
+                 device: str = "auto", show_progress: bool = False):
+        from memgen.data import check_images
+
+        self.y_train, self.y_test = _check_task(x_train, y_train, x_test, y_test)
+        self.x_train, self.x_test = check_images(x_train), check_images(x_test)
+        self.n_train, self.n_test = len(self.y_train), len(self.y_test)
+        self.n_classes = int(n_classes or (max(self.y_train.max(initial=0), self.y_test.max(initial=0)) + 1))
+        self.settings = {"batch_size": 128, "lr": 0.1, "schedule": "onecycle", "augment": True,
+                         "label_smoothing": 0.0, "max_steps": None, **settings}
+        self.settings.setdefault("flip", self.settings["augment"])
+        if "arch" not in self.settings or "epochs" not in self.settings:
+            raise ValueError("NetLearner settings need 'arch' and 'epochs' (as a memory.backbone entry)")
+        self.device = resolve_device(device)
+        self.show_progress = show_progress
+        s = self.settings
+        self.name = f"net_{s['arch']}_e{s['epochs']}_lr{s['lr']:g}_b{s['batch_size']}_{s['schedule']}"
+
+    def _build(self):
+        from memgen.nets import build_net
+
+        h, _, c = self.x_train.shape[1:]
+        extra = {"image_size": h} if self.settings["arch"] in ("mnist_cnn", "lenet") else {}
+        return build_net(self.settings["arch"], num_classes=self.n_classes, in_channels=c, **extra)
+
+    def fit_predict(self, subsets, seeds) -> Outputs:
+        import torch
+
+        from memgen.runtime import seed_everything
+        from memgen.train import predict_logits, train_classifier
+
+        subsets, seeds = _check_subsets(subsets, seeds, self.n_train)
+        s, n = self.settings, self.n_train
+        out = Outputs.empty(len(subsets), n, self.n_test)
+        x_all = np.concatenate([self.x_train, self.x_test])
+        y_all = torch.from_numpy(np.concatenate([self.y_train, self.y_test]))
+        for q in progress(range(len(subsets)), desc="networks", disable=not self.show_progress):
+            seed_everything(seeds[q])
+            model = self._build()
+            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], epochs=int(s["epochs"]),
+                             batch_size=int(s["batch_size"]), lr=float(s["lr"]), schedule=s["schedule"],
+                             augment=bool(s["augment"]), flip=bool(s["flip"]),
+                             label_smoothing=float(s["label_smoothing"]), max_steps=s["max_steps"],
+                             device=self.device, seed=seeds[q], show_progress=False)
+            logits = torch.from_numpy(predict_logits(model, x_all, device=self.device))[None]
+            c, p, m = scores_from_logits(logits, y_all)
+            out.put([q], Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:]))
         return out
 
 
