@@ -18,6 +18,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/lut.smk"
 include: "workflow/rules/memory.smk"
+include: "workflow/rules/memorization.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -74,7 +74,7 @@ def test_missing_data_file_is_named(tmp_path):
 
 def test_smoke_report_has_every_section_with_numbers(smoke_run):
     html = (smoke_run / "results/report/study.html").read_text()
-    for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Runtime"):
+    for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Memorization and influence", "Runtime"):
         assert re.search(rf"<h2[^>]*>{heading}", html), f"section {heading} missing"
     assert "Traceback" not in html and "output_error" not in html
     assert html.count("<img") >= 4  # sample images and split counts of both datasets
@@ -88,6 +88,12 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert pd.read_csv(smoke_run / "results/tables/seed001_figure1.csv")["gap"].notna().all()
     memory = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the memory study's Table 1
     assert memory["measured"].notna().all() and pd.api.types.is_numeric_dtype(memory["measured"])
+    studies = pd.read_csv(smoke_run / "results/tables/memorization_summary.csv").set_index("study")
+    assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_lut", "cifar10_linear", "cifar10_linear_rerun",
+                                  "cifar10_net"}
+    assert (studies["n_train"] > 0).all() and studies["test_acc_mean"].between(0, 1).all()
+    last = pd.read_csv(smoke_run / "results/tables/memorization_last_layer.csv")
+    assert last["measured"].notna().all() and (last["published (CIFAR-100, ResNet50)"].iloc[-1] == 18099)
     runtimes = pd.read_csv(smoke_run / "results/tables/runtimes.csv")
     assert len(runtimes) == sum(planned_jobs_all(smoke_run).values()) - 3  # all but runtime_table, render_report, all
     assert (runtimes.seconds > 0).all()
@@ -116,7 +122,8 @@ def test_editing_a_module_reruns_only_its_dependents(smoke_run, data_root):
     edit(smoke_run / "src/memgen/figures.py")
     code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
     assert code == 0, out[-3000:]
-    assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "runtime_table", "render_report", "all"}
+    assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "memorization_figures", "runtime_table",
+                                      "render_report", "all"}
     edit(smoke_run / "src/memgen/splits.py")
     code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
     jobs = planned_jobs(out)
@@ -132,3 +139,51 @@ def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, data_root):
     for expected in ("data_summary.csv", "split_counts.csv", "runtimes.csv", "samples_mnist.png", "seed001_table1.csv",
                      "seed001_figure1.png"):
         assert any(name.endswith(expected) for name in names), expected
+
+
+def test_an_interrupted_study_reruns_only_its_missing_shard(smoke_run, data_root):
+    """A shard lost to an interruption (shards are written atomically: it exists whole or not at all) is the
+    only training job a rerun plans; the other shards of the study are reused."""
+    shard = smoke_run / "results/memorization/mnist_knn/shards/models_000008-000016.npz"
+    backup = shard.read_bytes()
+    shard.unlink()
+    try:
+        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+        assert code == 0, out[-3000:]
+        jobs = planned_jobs(out)
+        assert jobs["memorization_shard"] == 1 and jobs["memorization_estimate"] == 1, jobs
+        assert "models_000008-000016.npz" in out and "models_000000-000008.npz" not in out.split("Job stats")[0]
+    finally:
+        shard.write_bytes(backup)
+
+
+def test_raising_t_trains_only_the_new_models(smoke_run, data_root):
+    config = (smoke_run / "tests/smoke/config.yaml").read_text()
+    raised = config.replace("mnist_knn: {dataset: mnist, split: all, learner: knn, t: 16,",
+                            "mnist_knn: {dataset: mnist, split: all, learner: knn, t: 24,")
+    assert raised != config
+    (smoke_run / "raised.yaml").write_text(raised)
+    code, out = snakemake("-n", "--configfile", "raised.yaml", "--config", f"data_root={data_root}", cwd=smoke_run)
+    assert code == 0, out[-3000:]
+    assert planned_jobs(out)["memorization_shard"] == 1 and "models_000016-000024.npz" in out
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"consistency": [["mnist_mlp", "nowhere"]]}, r"memorization.consistency names study 'nowhere'"),
+    ({"studies": {"bad": {"dataset": "mnist", "split": "all", "learner": "mlp", "t": 4, "shard_size": 2,
+                          "settings": {"epoch": 3}}}}, r"epoch"),
+    ({"studies": {"bad": {"dataset": "mnist", "split": "lt10", "learner": "knn", "t": 4, "shard_size": 2}}},
+     r"split 'lt10' is not in datasets.mnist.splits"),
+    ({"studies": {"bad": {"dataset": "mnist", "split": "all", "learner": "lut", "features": "pixels", "t": 4,
+                          "shard_size": 2}}}, r"bits"),
+])
+def test_bad_memorization_config_is_named(change, message, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
+    for key, value in change.items():
+        config["memorization"][key] = {**config["memorization"][key], **value} if key == "studies" else value
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
+    assert code != 0
+    assert re.search(message, out, re.S), out[-3000:]

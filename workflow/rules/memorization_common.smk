@@ -1,0 +1,99 @@
+# Helpers of workflow/rules/memorization.smk (included by it): the validated `memorization` config, each study's
+# shards and inputs, and the files the tables and figures read. Included after lut.smk and memory.smk: studies
+# on embeddings use the memory study's backbones, studies on bits the LUT study's binarization.
+
+from memgen.memorization import shard_path, shard_ranges
+
+validate(config["memorization"], schema="../schemas/memorization.schema.yaml")
+MEMORIZATION = config["memorization"]
+MEMORIZATION_CODE = ("data", "splits", "learners", "knn", "lut", "lut_study", "nets", "train", "memorization",
+                     "memorization_study")
+STUDIES = MEMORIZATION["studies"]
+MEMORIZATION_GPU = 1 if str(config["device"]).startswith("cuda") else 0
+
+
+def _check_studies():
+    where = "memorization.studies"
+    for name, study in STUDIES.items():
+        study.setdefault("features", "pixels")
+        study.setdefault("settings", {})
+        study.setdefault("models_per_call", None)
+        study.setdefault("seed", config["seed"])
+        dataset, split = study["dataset"], study["split"]
+        if dataset not in DATASETS:
+            raise ValueError(f"{where}.{name}: dataset '{dataset}' is not under datasets: in the config")
+        if split not in splits_of(dataset):
+            raise ValueError(f"{where}.{name}: split '{split}' is not in datasets.{dataset}.splits; add it there")
+        if study["features"] == "embeddings" and (dataset, split) not in MEMORY_PAIRS:
+            raise ValueError(f"{where}.{name}: features 'embeddings' need a backbone of ({dataset}, {split}); "
+                             f"add '{split}' to memory.splits.{dataset}")
+        if study["features"] == "bits" and dataset not in config["lut"].get("binarize", {}):
+            raise ValueError(f"{where}.{name}: features 'bits' need lut.binarize.{dataset} in the config")
+    sections = [("removal", list(MEMORIZATION["removal"])),
+                ("consistency", [s for pair in MEMORIZATION["consistency"] for s in pair]),
+                ("last_layer", [s for s in MEMORIZATION["last_layer"].values() if s]),
+                ("figures", MEMORIZATION["figures"]["most_memorized"]
+                 + [s for s in [MEMORIZATION["figures"]["influence"]] if s])]
+    for section, names in sections:
+        for name in names:
+            if name not in STUDIES:
+                raise ValueError(f"memorization.{section} names study '{name}', which is not under {where} "
+                                 f"(studies: {', '.join(STUDIES) or 'none'})")
+    for a, b in MEMORIZATION["consistency"]:
+        if (STUDIES[a]["dataset"], STUDIES[a]["split"]) != (STUDIES[b]["dataset"], STUDIES[b]["split"]):
+            raise ValueError(f"memorization.consistency pair [{a}, {b}]: the studies must share dataset and split")
+
+
+_check_studies()
+
+
+def study_shards(name):
+    """The shard files of a study's t models (a shard's name is its model range)."""
+    study = STUDIES[name]
+    return [str(shard_path(f"results/memorization/{name}/shards", a, b))
+            for a, b in shard_ranges(study["t"], study["shard_size"])]
+
+
+def study_inputs(wc):
+    """Data a study's jobs read: the dataset cache and split, and the backbone's embeddings when it uses them."""
+    study = STUDIES[wc.study]
+    inputs = {"cache": f"results/data/{study['dataset']}.npz",
+              "split": f"results/splits/{study['dataset']}/{study['split']}.npz"}
+    if study["features"] == "embeddings":
+        inputs["embeddings"] = f"results/memory/{study['dataset']}/{study['split']}/embeddings.npz"
+    return inputs
+
+
+def study_binarization(name):
+    study = STUDIES[name]
+    return config["lut"]["binarize"][study["dataset"]] if study["features"] == "bits" else None
+
+
+def study_files(filename, names=None):
+    return {name: f"results/memorization/{name}/{filename}" for name in (STUDIES if names is None else names)}
+
+
+MEMORIZATION_TABLES = {
+    "summary": "results/tables/memorization_summary.csv",
+    "histograms": "results/tables/memorization_histograms.csv",
+    "convergence": "results/tables/memorization_convergence.csv",
+    "consistency": "results/tables/memorization_consistency.csv",
+    "removal": "results/tables/memorization_removal.csv",
+    "last_layer": "results/tables/memorization_last_layer.csv",
+}
+MEMORIZATION_FIGURES = {
+    "fig_histograms": "results/figures/memorization_histograms.png",
+    "fig_removal": "results/figures/memorization_removal.png",
+    "fig_consistency": "results/figures/memorization_consistency.png",
+    "fig_convergence": "results/figures/memorization_convergence.png",
+}
+if MEMORIZATION["figures"]["influence"]:
+    MEMORIZATION_FIGURES["fig_influence"] = "results/figures/memorization_influence.png"
+GRID_FIGURES = [f"results/figures/memorization_most_memorized_{name}.png"
+                for name in MEMORIZATION["figures"]["most_memorized"]]
+LAST_LAYER_EMBEDDINGS = []
+if MEMORIZATION["last_layer"]["linear"]:
+    _linear = STUDIES[MEMORIZATION["last_layer"]["linear"]]
+    if _linear["features"] != "embeddings":
+        raise ValueError("memorization.last_layer.linear must be a study on features 'embeddings'")
+    LAST_LAYER_EMBEDDINGS = [f"results/memory/{_linear['dataset']}/{_linear['split']}/embeddings.npz"]
