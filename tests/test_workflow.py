@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -90,7 +91,8 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert memory["measured"].notna().all() and pd.api.types.is_numeric_dtype(memory["measured"])
     studies = pd.read_csv(smoke_run / "results/tables/memorization_summary.csv").set_index("study")
     assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_lut", "cifar10_linear", "cifar10_linear_rerun",
-                                  "cifar10_net"}
+                                  "cifar10_knn", "cifar10_net"}
+    assert studies.loc["mnist_mlp", "t"] == 8 and studies.loc["mnist_mlp", "n_train"] == 600  # smoke sizes
     assert (studies["n_train"] > 0).all() and studies["test_acc_mean"].between(0, 1).all()
     last = pd.read_csv(smoke_run / "results/tables/memorization_last_layer.csv")
     assert last["measured"].notna().all() and (last["published (CIFAR-100, ResNet50)"].iloc[-1] == 18099)
@@ -119,15 +121,21 @@ def edit(path):
 def test_editing_a_module_reruns_only_its_dependents(smoke_run, data_root):
     code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
     assert code == 0 and "Nothing to be done" in out, out[-3000:]
-    edit(smoke_run / "src/memgen/figures.py")
-    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
-    assert code == 0, out[-3000:]
-    assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "memorization_figures", "runtime_table",
-                                      "render_report", "all"}
-    edit(smoke_run / "src/memgen/splits.py")
-    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
-    jobs = planned_jobs(out)
-    assert "make_split" in jobs and "prepare_data" not in jobs
+    modules = {name: smoke_run / f"src/memgen/{name}.py" for name in ("figures", "splits")}
+    originals = {name: path.read_text() for name, path in modules.items()}
+    try:
+        edit(modules["figures"])
+        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+        assert code == 0, out[-3000:]
+        assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "memorization_figures", "runtime_table",
+                                          "render_report", "all"}
+        edit(modules["splits"])
+        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+        jobs = planned_jobs(out)
+        assert "make_split" in jobs and "prepare_data" not in jobs
+    finally:  # the later tests start from a finished DAG again
+        for name, path in modules.items():
+            path.write_text(originals[name])
 
 
 def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, data_root):
@@ -142,19 +150,22 @@ def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, data_root):
 
 
 def test_an_interrupted_study_reruns_only_its_missing_shard(smoke_run, data_root):
-    """A shard lost to an interruption (shards are written atomically: it exists whole or not at all) is the
-    only training job a rerun plans; the other shards of the study are reused."""
+    """A run interrupted after one shard of a study (shards are written atomically: whole or not at all), before
+    its estimate: the rerun trains only the missing shard, and the estimates equal the uninterrupted ones."""
     shard = smoke_run / "results/memorization/mnist_knn/shards/models_000008-000016.npz"
-    backup = shard.read_bytes()
+    scores = smoke_run / "results/memorization/mnist_knn/scores.npz"
+    before = np.load(scores)["mem"]
     shard.unlink()
-    try:
-        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
-        assert code == 0, out[-3000:]
-        jobs = planned_jobs(out)
-        assert jobs["memorization_shard"] == 1 and jobs["memorization_estimate"] == 1, jobs
-        assert "models_000008-000016.npz" in out and "models_000000-000008.npz" not in out.split("Job stats")[0]
-    finally:
-        shard.write_bytes(backup)
+    scores.unlink()
+    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+    assert code == 0, out[-3000:]
+    jobs = planned_jobs(out)
+    assert jobs["memorization_shard"] == 1 and jobs["memorization_estimate"] == 1, jobs
+    assert "models_000008-000016.npz" in out and "output: results/memorization/mnist_knn/shards/models_000000" not in out
+    code, out = snakemake("--cores", "2", str(scores.relative_to(smoke_run)), *SMOKE, "--config",
+                          f"data_root={data_root}", cwd=smoke_run)
+    assert code == 0, out[-3000:]
+    assert shard.exists() and np.array_equal(np.load(scores)["mem"], before, equal_nan=True)
 
 
 def test_raising_t_trains_only_the_new_models(smoke_run, data_root):

@@ -23,7 +23,8 @@ rule memorization_shard:
     output:
         "results/memorization/{study}/shards/models_{start}-{stop}.npz",
     params:
-        study=lambda wc: STUDIES[wc.study],
+        study=lambda wc: model_settings(wc.study),
+        models_per_call=lambda wc: STUDIES[wc.study]["models_per_call"],
         binarization=lambda wc: study_binarization(wc.study),
         ratio=MEMORIZATION["ratio"],
         device=config["device"],

@@ -54,6 +54,12 @@ def study_shards(name):
             for a, b in shard_ranges(study["t"], study["shard_size"])]
 
 
+def model_settings(name):
+    """What determines a study's models (not t, shard_size or models_per_call): a shard job's params, so that
+    raising t or regrouping the work never reruns a finished shard."""
+    return {k: v for k, v in STUDIES[name].items() if k not in ("t", "shard_size", "models_per_call")}
+
+
 def study_inputs(wc):
     """Data a study's jobs read: the dataset cache and split, and the backbone's embeddings when it uses them."""
     study = STUDIES[wc.study]
