@@ -157,13 +157,13 @@ def test_an_interrupted_study_reruns_only_its_missing_shard(smoke_run, data_root
     before = np.load(scores)["mem"]
     shard.unlink()
     scores.unlink()
-    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+    target = str(scores.relative_to(smoke_run))
+    code, out = snakemake("-n", target, *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     jobs = planned_jobs(out)
     assert jobs["memorization_shard"] == 1 and jobs["memorization_estimate"] == 1, jobs
     assert "models_000008-000016.npz" in out and "output: results/memorization/mnist_knn/shards/models_000000" not in out
-    code, out = snakemake("--cores", "2", str(scores.relative_to(smoke_run)), *SMOKE, "--config",
-                          f"data_root={data_root}", cwd=smoke_run)
+    code, out = snakemake("--cores", "2", target, *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     assert shard.exists() and np.array_equal(np.load(scores)["mem"], before, equal_nan=True)
 
