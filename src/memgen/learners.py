@@ -624,19 +624,18 @@ class NetLearner:
     :func:`memgen.train.train_classifier`, on uint8 images ``[N, H, W, C]``: the document's full-network
     case, GPU scale.  One model at a time; the model seed fixes initialisation, batch order and
     augmentation, so a model is a pure function of (subset, seed).  ``settings`` are the backbone keys
-    of the memory config (arch, epochs, batch_size, lr, schedule, augment, flip, label_smoothing,
-    max_steps)."""
+    of the memory config (arch, epochs and :data:`memgen.train.RECIPE_DEFAULTS`'s keys, flip)."""
 
     def __init__(self, x_train, y_train, x_test, y_test, settings: dict, n_classes: int | None = None,
                  device: str = "auto", show_progress: bool = False):
         from memgen.data import check_images
+        from memgen.train import RECIPE_DEFAULTS
 
         self.y_train, self.y_test = _check_task(x_train, y_train, x_test, y_test)
         self.x_train, self.x_test = check_images(x_train), check_images(x_test)
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
         self.n_classes = int(n_classes or (max(self.y_train.max(initial=0), self.y_test.max(initial=0)) + 1))
-        self.settings = {"batch_size": 128, "lr": 0.1, "schedule": "onecycle", "augment": True,
-                         "label_smoothing": 0.0, "max_steps": None, **settings}
+        self.settings = {**RECIPE_DEFAULTS, **settings}
         self.settings.setdefault("flip", self.settings["augment"])
         if "arch" not in self.settings or "epochs" not in self.settings:
             raise ValueError("NetLearner settings need 'arch' and 'epochs' (as a memory.backbone entry)")
@@ -656,7 +655,7 @@ class NetLearner:
         import torch
 
         from memgen.runtime import seed_everything
-        from memgen.train import predict_logits, train_classifier
+        from memgen.train import predict_logits, recipe_kwargs, train_classifier
 
         subsets, seeds = _check_subsets(subsets, seeds, self.n_train)
         s, n = self.settings, self.n_train
@@ -666,10 +665,7 @@ class NetLearner:
         for q in progress(range(len(subsets)), desc="networks", disable=not self.show_progress):
             seed_everything(seeds[q])
             model = self._build()
-            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], epochs=int(s["epochs"]),
-                             batch_size=int(s["batch_size"]), lr=float(s["lr"]), schedule=s["schedule"],
-                             augment=bool(s["augment"]), flip=bool(s["flip"]),
-                             label_smoothing=float(s["label_smoothing"]), max_steps=s["max_steps"],
+            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **recipe_kwargs(s),
                              device=self.device, seed=seeds[q], show_progress=False)
             logits = torch.from_numpy(predict_logits(model, x_all, device=self.device))[None]
             c, p, m = scores_from_logits(logits, y_all)

@@ -23,7 +23,7 @@ from memgen.memory import (KnnInterpolation, LearnedGate, Neighbors, find_neighb
 from memgen.nets import build_net
 from memgen.runtime import atomic_path, resolve_device, save_npz, seed_everything
 from memgen.splits import load_split
-from memgen.train import embed, load_checkpoint, predict_logits, save_checkpoint, train_classifier
+from memgen.train import embed, load_checkpoint, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
 
 METRICS = ("l2", "cosine")
 PARTS = ("train", "val", "test")
@@ -76,12 +76,8 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, set
     if settings["arch"] in ("mnist_cnn", "lenet"):
         net_kwargs["image_size"] = x.shape[1]
     model = build_net(settings["arch"], **net_kwargs)
-    augment = bool(settings.get("augment", True))
-    metrics = train_classifier(model, x, y, epochs=backbone_epochs(settings, split),
-                               batch_size=settings["batch_size"], lr=settings["lr"], schedule=settings["schedule"],
-                               augment=augment, flip=bool(settings.get("flip", augment)),
-                               label_smoothing=settings.get("label_smoothing", 0.0), device=device, seed=seed,
-                               x_val=parts["val"][0], y_val=parts["val"][1], max_steps=settings.get("max_steps"))
+    metrics = train_classifier(model, x, y, **recipe_kwargs(settings, backbone_epochs(settings, split)),
+                               device=device, seed=seed, x_val=parts["val"][0], y_val=parts["val"][1])
     metrics["arch"], metrics["epochs"] = settings["arch"], backbone_epochs(settings, split)
     save_checkpoint(checkpoint_path, model, metrics)
     _write_json(metrics_path, metrics)

@@ -1,11 +1,12 @@
 # Helpers of workflow/rules/memory.smk (included by it): the validated `memory` config, the (dataset, split)
 # pairs it runs, and the files they write.
 
+from memgen.train import RECIPE_DEFAULTS
+
 validate(config["memory"], schema="../schemas/memory.schema.yaml")
 MEMORY = config["memory"]
 MEMORY_CODE = ("data", "splits", "nets", "train", "knn", "memory", "evaluation", "memory_study")
-BACKBONE_DEFAULTS = {"batch_size": 128, "lr": 0.1, "schedule": "onecycle", "label_smoothing": 0.0,
-                     "augment": True, "flip": True, "split_epochs": {}, "max_steps": None}
+BACKBONE_DEFAULTS = {**RECIPE_DEFAULTS, "flip": True, "split_epochs": {}}
 TRANSFORMER = {"k": 10, "d_model": 128, "heads": 4, "layers": 2, "epochs": 10, "batch_size": 256, "lr": 1e-3,
                "variants": ["ce", "query_drop"], **MEMORY.get("transformer", {})}
 # GPU rules ask for a GPU only when the study runs on CUDA (device: cuda*, or auto on a machine with one).
