@@ -636,7 +636,6 @@ class NetLearner:
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
         self.n_classes = int(n_classes or (max(self.y_train.max(initial=0), self.y_test.max(initial=0)) + 1))
         self.settings = {**RECIPE_DEFAULTS, **settings}
-        self.settings.setdefault("flip", self.settings["augment"])
         if "arch" not in self.settings or "epochs" not in self.settings:
             raise ValueError("NetLearner settings need 'arch' and 'epochs' (as a memory.backbone entry)")
         self.device = resolve_device(device)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,18 +43,15 @@ def parse_trial(text: str) -> dict:
 
 
 def run_trial(overrides: dict, epochs: int, cache: str, split: str, seed: int, max_steps: int | None = None) -> dict:
-    from memgen.memory_study import load_split_images
-    from memgen.nets import build_net
-    from memgen.runtime import seed_everything
-    from memgen.train import predict_logits, recipe_kwargs, train_classifier
+    """Train as the workflow's ``train_backbone`` does (checkpoint in a temporary folder), then score the test set."""
+    from memgen.memory_study import train_backbone
+    from memgen.train import load_checkpoint, predict_logits
 
-    parts, sp = load_split_images(cache, split)
-    (x, y, _), (x_val, y_val, _) = parts["train"], parts["val"]
     settings = {**BASELINE, **overrides, "epochs": epochs, "max_steps": max_steps}
-    seed_everything(seed)
-    net = build_net(settings["arch"], num_classes=sp.n_classes, in_channels=x.shape[-1])
-    metrics = train_classifier(net, x, y, **recipe_kwargs(settings), device="cpu", seed=seed, x_val=x_val,
-                               y_val=y_val, eval_every=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = train_backbone(cache, split, f"{tmp}/backbone.pt", f"{tmp}/backbone.json", settings=settings,
+                                 split="trial", device="cpu", seed=seed)
+        net, _ = load_checkpoint(f"{tmp}/backbone.pt")
     with np.load(cache) as d:
         x_test, y_test = d["x_test"], d["y_test"]
     logits = predict_logits(net, x_test, "cpu")
