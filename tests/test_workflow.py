@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,18 @@ def project(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(project, data_root):
+def mirror(data_root, tmp_path_factory):
+    """A copy of the dataset mirror the smoke run reads, so a test can re-copy (re-date) it."""
+    root = tmp_path_factory.mktemp("data")
+    for name in ("mnist", "cifar10-jpeg.tar.gz"):
+        (shutil.copytree if (data_root / name).is_dir() else shutil.copy2)(data_root / name, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke_run(project, mirror):
     code, out = snakemake("all", "--workflow-profile", "workflow/profiles/local-cluster", *SMOKE,
-                          "--config", f"data_root={data_root}", cwd=project)
+                          "--config", f"data_root={mirror}", cwd=project)
     assert code == 0, out[-5000:]
     return project
 
@@ -118,19 +128,19 @@ def edit(path):
     path.write_text(path.read_text() + "\n# edited by the test\n")
 
 
-def test_editing_a_module_reruns_only_its_dependents(smoke_run, data_root):
-    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+def test_editing_a_module_reruns_only_its_dependents(smoke_run, mirror):
+    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
     assert code == 0 and "Nothing to be done" in out, out[-3000:]
     modules = {name: smoke_run / f"src/memgen/{name}.py" for name in ("figures", "splits")}
     originals = {name: path.read_text() for name, path in modules.items()}
     try:
         edit(modules["figures"])
-        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
         assert code == 0, out[-3000:]
         assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "memorization_figures", "runtime_table",
                                           "render_report", "all"}
         edit(modules["splits"])
-        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
         jobs = planned_jobs(out)
         assert "make_split" in jobs and "prepare_data" not in jobs
     finally:  # the later tests start from a finished DAG again
@@ -138,10 +148,22 @@ def test_editing_a_module_reruns_only_its_dependents(smoke_run, data_root):
             path.write_text(originals[name])
 
 
-def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, data_root):
+def test_recopying_the_mirror_reruns_nothing(smoke_run, mirror):
+    """Re-provisioning the read-only mirror gives its files new mtimes but the same content: the study stays
+    current, while --forcerun prepare_data still rebuilds from it."""
+    later = time.time() + 60
+    for path in [mirror / "cifar10-jpeg.tar.gz", *(mirror / "mnist").iterdir()]:
+        os.utime(path, (later, later))
+    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
+    assert code == 0 and "Nothing to be done" in out, out[-3000:]
+    code, out = snakemake("-n", "--forcerun", "prepare_data", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
+    assert code == 0 and planned_jobs(out).get("prepare_data") == 2, out[-3000:]
+
+
+def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, mirror):
     import zipfile
 
-    code, out = snakemake("--report", "report.zip", *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+    code, out = snakemake("--report", "report.zip", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
     for expected in ("data_summary.csv", "split_counts.csv", "runtimes.csv", "samples_mnist.png", "seed001_table1.csv",
@@ -149,7 +171,7 @@ def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, data_root):
         assert any(name.endswith(expected) for name in names), expected
 
 
-def test_an_interrupted_study_reruns_only_its_missing_shard(smoke_run, data_root):
+def test_an_interrupted_study_reruns_only_its_missing_shard(smoke_run, mirror):
     """A run interrupted after one shard of a study (shards are written atomically: whole or not at all), before
     its estimate: the rerun trains only the missing shard, and the estimates equal the uninterrupted ones."""
     shard = smoke_run / "results/memorization/mnist_knn/shards/models_000008-000016.npz"
@@ -158,23 +180,23 @@ def test_an_interrupted_study_reruns_only_its_missing_shard(smoke_run, data_root
     shard.unlink()
     scores.unlink()
     target = str(scores.relative_to(smoke_run))
-    code, out = snakemake("-n", target, *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+    code, out = snakemake("-n", target, *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     jobs = planned_jobs(out)
     assert jobs["memorization_shard"] == 1 and jobs["memorization_estimate"] == 1, jobs
     assert "models_000008-000016.npz" in out and "output: results/memorization/mnist_knn/shards/models_000000" not in out
-    code, out = snakemake("--cores", "2", target, *SMOKE, "--config", f"data_root={data_root}", cwd=smoke_run)
+    code, out = snakemake("--cores", "2", target, *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     assert shard.exists() and np.array_equal(np.load(scores)["mem"], before, equal_nan=True)
 
 
-def test_raising_t_trains_only_the_new_models(smoke_run, data_root):
+def test_raising_t_trains_only_the_new_models(smoke_run, mirror):
     config = (smoke_run / "tests/smoke/config.yaml").read_text()
     raised = config.replace("mnist_knn: {dataset: mnist, split: all, learner: knn, t: 16,",
                             "mnist_knn: {dataset: mnist, split: all, learner: knn, t: 24,")
     assert raised != config
     (smoke_run / "raised.yaml").write_text(raised)
-    code, out = snakemake("-n", "--configfile", "raised.yaml", "--config", f"data_root={data_root}", cwd=smoke_run)
+    code, out = snakemake("-n", "--configfile", "raised.yaml", "--config", f"data_root={mirror}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     assert planned_jobs(out)["memorization_shard"] == 1 and "models_000016-000024.npz" in out
 
