@@ -17,8 +17,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/lut.smk"
-include: "workflow/rules/memory.smk"
-include: "workflow/rules/memorization.smk"
+include: "workflow/rules/retrieval.smk"
+include: "workflow/rules/influence.smk"
 include: "workflow/rules/report.smk"
 
 

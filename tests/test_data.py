@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memgen.data import (DataError, Dataset, load_cache, load_labels, read_dataset, read_idx, read_idx_dataset,
-                         read_image_folder, save_cache, source_files, subsample, verify)
+from memgen.data import DataError, Dataset, load_cache, load_labels, read_dataset, read_idx, read_idx_dataset, read_image_folder, save_cache, source_files, subsample, verify
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

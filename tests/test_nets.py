@@ -4,8 +4,7 @@ import torch
 
 from memgen.runtime import seed_everything
 from memgen.nets import LeNet, MnistCNN, build_net, count_parameters, resnet20
-from memgen.train import (RECIPE_DEFAULTS, augment_batch, channel_stats, embed, load_checkpoint, lr_factor,
-                          predict_logits, recipe_kwargs, save_checkpoint, train_classifier)
+from memgen.train import RECIPE_DEFAULTS, augment_batch, channel_stats, embed, load_checkpoint, lr_factor, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

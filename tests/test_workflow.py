@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,12 +98,12 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert pd.read_csv(smoke_run / "results/tables/seed001_figure1.csv")["gap"].notna().all()
     memory = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the memory study's Table 1
     assert memory["measured"].notna().all() and pd.api.types.is_numeric_dtype(memory["measured"])
-    studies = pd.read_csv(smoke_run / "results/tables/memorization_summary.csv").set_index("study")
+    studies = pd.read_csv(smoke_run / "results/tables/influence_summary.csv").set_index("study")
     assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_lut", "cifar10_linear", "cifar10_linear_rerun",
                                   "cifar10_knn", "cifar10_net"}
     assert studies.loc["mnist_mlp", "t"] == 8 and studies.loc["mnist_mlp", "n_train"] == 600  # smoke sizes
     assert (studies["n_train"] > 0).all() and studies["test_acc_mean"].between(0, 1).all()
-    last = pd.read_csv(smoke_run / "results/tables/memorization_last_layer.csv")
+    last = pd.read_csv(smoke_run / "results/tables/influence_last_layer.csv")
     assert last["measured"].notna().all() and (last["published (CIFAR-100, ResNet50)"].iloc[-1] == 18099)
     runtimes = pd.read_csv(smoke_run / "results/tables/runtimes.csv")
     assert len(runtimes) == sum(planned_jobs_all(smoke_run).values()) - 3  # all but runtime_table, render_report, all
@@ -137,7 +136,7 @@ def test_editing_a_module_reruns_only_its_dependents(smoke_run, mirror):
         edit(modules["figures"])
         code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
         assert code == 0, out[-3000:]
-        assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "memorization_figures", "runtime_table",
+        assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "influence_figures", "runtime_table",
                                           "render_report", "all"}
         edit(modules["splits"])
         code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
@@ -174,8 +173,8 @@ def test_snakemake_report_archive_holds_captioned_outputs(smoke_run, mirror):
 def test_an_interrupted_study_reruns_only_its_missing_shard(smoke_run, mirror):
     """A run interrupted after one shard of a study (shards are written atomically: whole or not at all), before
     its estimate: the rerun trains only the missing shard, and the estimates equal the uninterrupted ones."""
-    shard = smoke_run / "results/memorization/mnist_knn/shards/models_000008-000016.npz"
-    scores = smoke_run / "results/memorization/mnist_knn/scores.npz"
+    shard = smoke_run / "results/influence/mnist_knn/shards/models_000008-000016.npz"
+    scores = smoke_run / "results/influence/mnist_knn/scores.npz"
     before = np.load(scores)["mem"]
     shard.unlink()
     scores.unlink()
@@ -183,8 +182,8 @@ def test_an_interrupted_study_reruns_only_its_missing_shard(smoke_run, mirror):
     code, out = snakemake("-n", target, *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     jobs = planned_jobs(out)
-    assert jobs["memorization_shard"] == 1 and jobs["memorization_estimate"] == 1, jobs
-    assert "models_000008-000016.npz" in out and "output: results/memorization/mnist_knn/shards/models_000000" not in out
+    assert jobs["influence_shard"] == 1 and jobs["influence_estimate"] == 1, jobs
+    assert "models_000008-000016.npz" in out and "output: results/influence/mnist_knn/shards/models_000000" not in out
     code, out = snakemake("--cores", "2", target, *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
     assert code == 0, out[-3000:]
     assert shard.exists() and np.array_equal(np.load(scores)["mem"], before, equal_nan=True)
@@ -198,11 +197,11 @@ def test_raising_t_trains_only_the_new_models(smoke_run, mirror):
     (smoke_run / "raised.yaml").write_text(raised)
     code, out = snakemake("-n", "--configfile", "raised.yaml", "--config", f"data_root={mirror}", cwd=smoke_run)
     assert code == 0, out[-3000:]
-    assert planned_jobs(out)["memorization_shard"] == 1 and "models_000016-000024.npz" in out
+    assert planned_jobs(out)["influence_shard"] == 1 and "models_000016-000024.npz" in out
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"consistency": [["mnist_mlp", "nowhere"]]}, r"memorization.consistency names study 'nowhere'"),
+    ({"consistency": [["mnist_mlp", "nowhere"]]}, r"influence.consistency names study 'nowhere'"),
     ({"studies": {"bad": {"dataset": "mnist", "split": "all", "learner": "mlp", "t": 4, "shard_size": 2,
                           "settings": {"epoch": 3}}}}, r"epoch"),
     ({"studies": {"bad": {"dataset": "mnist", "split": "lt10", "learner": "knn", "t": 4, "shard_size": 2}}},
@@ -215,7 +214,7 @@ def test_bad_memorization_config_is_named(change, message, tmp_path):
 
     config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
     for key, value in change.items():
-        config["memorization"][key] = {**config["memorization"][key], **value} if key == "studies" else value
+        config["influence"][key] = {**config["influence"][key], **value} if key == "studies" else value
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
     code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
     assert code != 0

@@ -80,3 +80,26 @@ def log_to(path: str | os.PathLike | None):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
         yield
+
+
+def quick_device(device: str) -> str:
+    """``auto`` without an NVIDIA driver is the CPU, decided without importing torch (seconds per job)."""
+    if device == "auto" and not Path("/proc/driver/nvidia").exists():
+        return "cpu"
+    if device == "cpu":
+        return device
+    return resolve_device(device)
+
+
+def write_csv(path: str | os.PathLike, table) -> None:
+    """Write a DataFrame atomically, without its index (a failing job leaves no output)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write a JSON document atomically (numpy scalars as floats)."""
+    import json
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, default=float))

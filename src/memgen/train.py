@@ -26,7 +26,7 @@ from memgen.nets import build_net, count_parameters
 from memgen.runtime import atomic_path, progress, resolve_device, seed_everything
 
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
-# Defaults of a backbone ``settings`` entry (config memory.backbone / a memorization net learner).
+# Defaults of a backbone ``settings`` entry (config retrieval.backbone / a memorization net learner).
 RECIPE_DEFAULTS = {"batch_size": 128, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4, "label_smoothing": 0.0,
                    "augment": True, "pad": 4, "max_steps": None}
 

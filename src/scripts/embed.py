@@ -1,6 +1,6 @@
 import torch
 
-from memgen.memory_study import embed_split
+from memgen.retrieval.stages import embed_split
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,4 +1,4 @@
-from memgen.memory_study import gate_stage
+from memgen.retrieval.stages import gate_stage
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

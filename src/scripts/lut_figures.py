@@ -1,6 +1,6 @@
 import pandas as pd
 
-from memgen import lut_figures as lf
+from memgen.lut import figures as lf
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

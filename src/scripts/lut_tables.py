@@ -1,5 +1,5 @@
-from memgen import lut_tables as lt
-from memgen.runtime import log_to
+from memgen.lut import tables as lt
+from memgen.runtime import log_to, write_csv
 
 with log_to(snakemake.log[0]):
     i, o, p = snakemake.input, snakemake.output, snakemake.params
@@ -19,4 +19,4 @@ with log_to(snakemake.log[0]):
     }
     for name, table in tables.items():
         print(f"{name}:\n{table.to_string()}\n")
-        lt.write_csv(table, o[name])
+        write_csv(o[name], table)

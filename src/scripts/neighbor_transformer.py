@@ -1,6 +1,6 @@
 import torch
 
-from memgen.memory_study import transformer_stage
+from memgen.retrieval.stages import transformer_stage
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,5 +1,5 @@
 from memgen.data import load_cache
-from memgen.figures import plot_samples, plot_split_counts
+from memgen.plots import plot_samples, plot_split_counts
 from memgen.runtime import log_to
 from memgen.splits import load_split
 

@@ -1,4 +1,4 @@
-from memgen.figures import data_summary, split_counts
+from memgen.plots import data_summary, split_counts
 from memgen.runtime import atomic_path, log_to
 
 with log_to(snakemake.log[0]):

@@ -1,6 +1,6 @@
 import torch
 
-from memgen.memory_study import train_backbone
+from memgen.retrieval.stages import train_backbone
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

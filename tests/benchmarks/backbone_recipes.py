@@ -44,7 +44,7 @@ def parse_trial(text: str) -> dict:
 
 def run_trial(overrides: dict, epochs: int, cache: str, split: str, seed: int, max_steps: int | None = None) -> dict:
     """Train as the workflow's ``train_backbone`` does (checkpoint in a temporary folder), then score the test set."""
-    from memgen.memory_study import train_backbone
+    from memgen.retrieval.stages import train_backbone
     from memgen.train import load_checkpoint, predict_logits
 
     settings = {**BASELINE, **overrides, "epochs": epochs, "max_steps": max_steps}

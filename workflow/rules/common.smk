@@ -8,8 +8,15 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(Path(workflow.basedir) / "src"),
                                                            os.environ.get("PYTHONPATH")])))
+from memgen.code_inputs import script_modules
 from memgen.data import DataError, source_files
 from memgen.splits import SPLIT_PATTERN, pair_names
+
+# Config keys renamed since earlier releases: an old config stops with the new name instead of a schema error.
+RENAMED_KEYS = {"memory": "retrieval", "memorization": "influence"}
+for _old, _new in RENAMED_KEYS.items():
+    if _old in config:
+        raise ValueError(f"config key '{_old}' is now '{_new}': rename it in your config file (same content)")
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -34,9 +41,10 @@ wildcard_constraints:
     split=SPLIT_PATTERN,
 
 
-def package_code(*modules):
-    """The memgen modules a job runs, declared as inputs so that editing one reruns exactly its dependents."""
-    return [str(ROOT / "src" / "memgen" / f"{m}.py") for m in ("runtime", *modules)]
+def script_code(script):
+    """The memgen files src/scripts/<script>.py runs (its transitive imports), declared as inputs so that editing
+    a module reruns exactly the jobs whose scripts reach it."""
+    return script_modules(ROOT / "src" / "scripts" / f"{script}.py", ROOT / "src")
 
 
 def dataset_files(wildcards):

@@ -2,7 +2,7 @@ rule prepare_data:
     """Read a dataset from its source, verify it and cache it as one npz."""
     input:
         files=dataset_files,
-        code=package_code("data"),
+        code=script_code("prepare_data"),
     output:
         "results/data/{dataset}.npz",
     params:
@@ -26,7 +26,7 @@ rule summarize_data:
     input:
         caches=expand("results/data/{dataset}.npz", dataset=DATASETS),
         splits=[f for d in DATASETS for f in split_files(d)],
-        code=package_code("data", "splits", "figures"),
+        code=script_code("summarize_data"),
     output:
         summary=report("results/tables/data_summary.csv", caption="../report/data_summary.rst", category="Data"),
         counts=report("results/tables/split_counts.csv", caption="../report/split_counts.rst", category="Data"),
@@ -50,7 +50,7 @@ rule plot_data:
     input:
         cache="results/data/{dataset}.npz",
         splits=lambda wc: split_files(wc.dataset),
-        code=package_code("data", "splits", "figures"),
+        code=script_code("plot_data"),
     output:
         samples=report("results/figures/samples_{dataset}.png", caption="../report/samples.rst", category="Data",
                        subcategory="{dataset}"),

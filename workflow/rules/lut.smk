@@ -11,7 +11,7 @@ rule lut_table1:
     input:
         cache="results/data/{dataset}.npz",
         split="results/splits/{dataset}/binary.npz",
-        code=lambda wc: package_code(*LUT_CODE, "lut_baselines", *TABLE1_EXTRA_CODE.get(wc.method, [])),
+        code=script_code("lut_table1"),
     output:
         "results/lut/table1/{dataset}/{method}.csv",
     wildcard_constraints:
@@ -39,7 +39,7 @@ rule lut_table2:
     input:
         cache="results/data/{dataset}.npz",
         split="results/splits/{dataset}/binary.npz",
-        code=package_code(*LUT_CODE),
+        code=script_code("lut_table2"),
     output:
         "results/lut/table2/{dataset}.csv",
     params:
@@ -68,7 +68,7 @@ rule lut_sweep:
     input:
         cache="results/data/{dataset}.npz",
         split=lambda wc: f"results/splits/{wc.dataset}/{'binary' if wc.labels == 'real' else 'binary-rand'}.npz",
-        code=package_code(*LUT_CODE),
+        code=script_code("lut_sweep"),
     output:
         "results/lut/sweep/{dataset}/{coding}/{labels}.csv",
     wildcard_constraints:
@@ -100,7 +100,7 @@ rule lut_pairwise:
     input:
         cache="results/data/{dataset}.npz",
         splits=lambda wc: [f"results/splits/{wc.dataset}/{p}.npz" for p in pair_shard(wc.dataset, wc.shard)],
-        code=package_code(*LUT_CODE),
+        code=script_code("lut_pairwise"),
     output:
         "results/lut/pairwise/{dataset}/{sweep}/{shard}.csv",
     wildcard_constraints:
@@ -132,7 +132,7 @@ rule lut_depth:
     input:
         cache="results/data/{dataset}.npz",
         split="results/splits/{dataset}/binary.npz",
-        code=package_code(*LUT_CODE),
+        code=script_code("lut_depth"),
     output:
         "results/lut/depth/{dataset}.csv",
     params:
@@ -166,7 +166,7 @@ rule lut_tables:
         figure1_depth=pairwise_files(lut_dataset("figure1"), "depth") if (lut_dataset("figure1"), "depth") in LUT_PAIRWISE else [],
         ext_bits=EXT_BITS_FILES,
         ext_depth=f"results/lut/depth/{lut_dataset('ext_depth')}.csv",
-        code=package_code("lut_study", "lut_tables"),
+        code=script_code("lut_tables"),
     output:
         **{name: report(path, caption=f"../report/lut_{name}.rst", category="LUT networks", subcategory="Tables")
            for name, path in LUT_TABLES.items()},
@@ -196,7 +196,7 @@ rule lut_figures:
     """Figures of the LUT study: Table 1 and 3 against the document, Figure 1, Table 4 heatmaps, extensions."""
     input:
         **LUT_TABLES,
-        code=package_code("lut_study", "lut_tables", "lut_figures"),
+        code=script_code("lut_figures"),
     output:
         **{name: report(path, caption=f"../report/lut_{name}_figure.rst", category="LUT networks",
                         subcategory="Figures")
@@ -221,10 +221,10 @@ rule bench:
 
 
 rule bench_lut:
-    """Speed and memory benchmark of the LUT networks on Binary-MNIST (memgen.lut_bench); not part of all."""
+    """Speed and memory benchmark of the LUT networks on Binary-MNIST (memgen.lut.bench); not part of all."""
     input:
         cache="results/data/mnist.npz",
-        code=package_code("lut", "lut_bench", "data"),
+        code=script_code("bench_lut"),
     output:
         "results/benchmarks/bench_lut.json",
     params:

@@ -2,7 +2,8 @@
 # and the files they write.
 import re
 
-from memgen.lut_study import CODING_PATTERN, SEEDED, TABLE1_JOBS, coding_name
+from memgen.bits import CODING_PATTERN, coding_name
+from memgen.lut.stages import SEEDED, TABLE1_JOBS
 
 validate(config["lut"], schema="../schemas/lut.schema.yaml")
 LUT = config["lut"]
@@ -90,8 +91,6 @@ def lut_settings(wildcards):
     return s
 
 
-TABLE1_EXTRA_CODE = {"conv_net": ["nets", "train"], "knn": ["knn"]}
-LUT_CODE = ["lut", "lut_experiments", "lut_study", "data", "splits"]
 
 TABLE1_FILES = [f"results/lut/table1/{d}/{m}.csv" for d in LUT["table1"]["k"] for m in LUT["table1"]["methods"]]
 TABLE3_FILES = [f"results/lut/sweep/{d}/{c}/{labels}.csv" for (d, c, labels) in LUT_SWEEPS

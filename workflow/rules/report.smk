@@ -7,7 +7,7 @@ rule runtime_table:
     """Wall time and peak memory of every job of the study, from the benchmark files."""
     input:
         benchmarks=BENCHMARKS,
-        code=package_code("report"),
+        code=script_code("runtime_table"),
     output:
         report("results/tables/runtimes.csv", caption="../report/runtimes.rst", category="Runtime"),
     log:
@@ -27,7 +27,7 @@ rule render_report:
     """Execute each section's notebook (reports/<section>.ipynb) with papermill; join them into one HTML page."""
     input:
         templates=[str(ROOT / "reports" / f"{section}.ipynb") for section in REPORT_SECTIONS],
-        code=package_code("report"),
+        code=script_code("render_report"),
         **report_inputs(),
     output:
         html="results/report/study.html",

@@ -2,7 +2,7 @@ rule make_split:
     """Index arrays (never image copies) for one task: see memgen.splits for the split names."""
     input:
         cache="results/data/{dataset}.npz",
-        code=package_code("data", "splits"),
+        code=script_code("make_split"),
     output:
         "results/splits/{dataset}/{split}.npz",
     params:

@@ -1,0 +1,976 @@
+"""Memorization and influence estimation by subsampling (Feldman & Zhang 2020, Algorithm 1).
+
+Workflow
+--------
+1. :class:`ShardSpec` fixes the study: ``n_train``, ``n_test``, the subset ratio ``m/n`` and a base
+   seed.  The subset of model ``k`` and its training seed are pure functions of ``(seed, k)``
+   (``numpy.random.SeedSequence([seed, k])``), so results never depend on how the ``t`` trainings
+   are cut into shards, in which order shards run, or how many models a learner trains at once.
+2. :func:`run_shard` trains models ``start..stop-1`` with a learner (see :mod:`memgen.influence.learners`) and
+   writes one npz: subset masks, 0/1 correctness and the true-class probability and margin on every
+   training and test example (``models_{start:06d}-{stop:06d}.npz``: ``meta`` json, ``model_ids``,
+   ``model_seeds``, ``masks``/``correct_*`` as packed bits, ``prob_*``/``margin_*`` as float16).
+   :func:`ensure_shards` runs only the shards that are missing or invalid (resume; raising ``t``
+   reuses every shard already done); a workflow rule can call :func:`run_shard` per shard of
+   :func:`shard_ranges` and :func:`estimate` on the list of shard files.
+3. :func:`estimate` streams the shards once: per training example ``i``
+   ``mem_i = P[correct on i | i in subset] - P[correct on i | i not in subset]`` with its standard
+   error, the held-out accuracy ``P[correct on i | i not in subset]`` (the C-score at this ratio),
+   the same differences of means for the true-class probability and the margin (other estimands,
+   ``E[p | in] - E[p | out]``, with lower variance), the estimates as a function of ``t``
+   (convergence), and the influence ``infl(i, j)`` on test example ``j``.  The
+   ``n_train x n_test`` influence matrix is computed in blocks of training examples
+   (``masks[:, block].T @ scores_test``); only the high-influence pairs and every test example's top
+   influencers are kept.
+
+Experiment helpers at the end (histograms, most memorized per class, removal experiment, Figure-4
+pairs, consistency ``D``/``J`` between two estimates) return plain arrays/DataFrames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from memgen.influence.learners import Outputs
+from memgen.runtime import atomic_path, progress
+
+FORMAT_VERSION = 1
+SCORE_KINDS = ("correct", "prob", "margin")
+SHARD_PATTERN = re.compile(r"^models_(\d+)-(\d+)\.npz$")
+
+
+class ShardError(RuntimeError):
+    """Shards are missing, corrupt or belong to another study."""
+
+
+# --- seeds and subsets ----------------------------------------------------------------------------
+
+def subset_size(n: int, ratio: float) -> int:
+    """``m = round(ratio * n)``; at least one example in and one out of every subset."""
+    if not 0.0 < float(ratio) < 1.0:
+        raise ValueError(f"subset ratio {ratio} must lie strictly between 0 and 1 (the paper uses 0.7)")
+    m = int(round(float(ratio) * n))
+    if not 1 <= m <= n - 1:
+        raise ValueError(f"subset ratio {ratio} gives m={m} of n={n}: every subset must leave at least one "
+                         f"example in and one out; use a ratio further from 0 and 1 or more examples")
+    return m
+
+
+def _seq(seed: int, k: int, stream: int) -> np.random.SeedSequence:
+    if int(seed) < 0 or int(k) < 0:
+        raise ValueError(f"seed ({seed}) and model id ({k}) must be non-negative integers")
+    return np.random.SeedSequence([int(seed), int(k)], spawn_key=(stream,))
+
+
+def subset_indices(n: int, m: int, seed: int, k: int) -> np.ndarray:
+    """Sorted indices of the ``m`` training examples of model ``k``: a pure function of ``(seed, k)``."""
+    rng = np.random.default_rng(_seq(seed, k, 0))
+    return np.sort(rng.permutation(n)[:m]).astype(np.int64)
+
+
+def model_seed(seed: int, k: int) -> int:
+    """Training seed (63-bit) of model ``k``: a pure function of ``(seed, k)``, independent of the subset."""
+    return int(_seq(seed, k, 1).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def labels_digest(y_train: np.ndarray, y_test: np.ndarray) -> str:
+    """Short digest of the task labels, stored in shards so that shards of another task are rejected."""
+    h = hashlib.sha1()
+    for y in (y_train, y_test):
+        h.update(np.ascontiguousarray(np.asarray(y, dtype=np.int64)).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Everything that determines the models of a study, except the learner's own code.
+
+    ``learner`` is a free tag (e.g. ``"mlp-e10"``) and ``labels`` a :func:`labels_digest`; a shard
+    whose spec differs in any field is not used.
+    """
+
+    n_train: int
+    n_test: int
+    ratio: float = 0.7
+    seed: int = 0
+    learner: str = ""
+    labels: str = ""
+
+    @classmethod
+    def for_learner(cls, learner, ratio: float = 0.7, seed: int = 0, tag: str | None = None) -> "ShardSpec":
+        return cls(n_train=int(learner.n_train), n_test=int(learner.n_test), ratio=float(ratio), seed=int(seed),
+                   learner=tag if tag is not None else getattr(learner, "name", ""),
+                   labels=labels_digest(learner.y_train, learner.y_test))
+
+    def __post_init__(self):
+        subset_size(self.n_train, self.ratio)  # validates
+        if self.n_test < 0:
+            raise ValueError(f"n_test={self.n_test} must be >= 0")
+
+    @property
+    def m(self) -> int:
+        return subset_size(self.n_train, self.ratio)
+
+    def subset(self, k: int) -> np.ndarray:
+        return subset_indices(self.n_train, self.m, self.seed, k)
+
+    def mask(self, k: int) -> np.ndarray:
+        mask = np.zeros(self.n_train, dtype=bool)
+        mask[self.subset(k)] = True
+        return mask
+
+    def masks(self, ids: Iterable[int]) -> np.ndarray:
+        ids = [int(k) for k in ids]
+        out = np.zeros((len(ids), self.n_train), dtype=bool)
+        for r, k in enumerate(ids):
+            out[r, self.subset(k)] = True
+        return out
+
+    def model_seed(self, k: int) -> int:
+        return model_seed(self.seed, k)
+
+    def to_meta(self) -> dict:
+        return {"n_train": self.n_train, "n_test": self.n_test, "ratio": self.ratio, "seed": self.seed,
+                "learner": self.learner, "labels": self.labels}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "ShardSpec":
+        return cls(**{k: meta[k] for k in ("n_train", "n_test", "ratio", "seed", "learner", "labels")})
+
+
+# --- shards ---------------------------------------------------------------------------------------
+
+def shard_ranges(t: int, shard_size: int) -> list[tuple[int, int]]:
+    """``[(0, s), (s, 2s), ..., (.., t)]``: the model ranges of ``t`` models in shards of ``shard_size``."""
+    if t < 1 or shard_size < 1:
+        raise ValueError(f"t={t} and shard_size={shard_size} must be positive")
+    return [(a, min(a + shard_size, t)) for a in range(0, t, shard_size)]
+
+
+def shard_path(directory: str | os.PathLike, start: int, stop: int) -> Path:
+    return Path(directory) / f"models_{start:06d}-{stop:06d}.npz"
+
+
+def run_shard(learner, spec: ShardSpec, start: int, stop: int, path: str | os.PathLike | None = None,
+              models_per_call: int | None = None) -> dict:
+    """Train models ``start..stop-1`` and return (and write to ``path``, atomically) the shard arrays.
+
+    ``models_per_call`` bounds how many models the learner gets at once (memory); it does not
+    change any result.
+    """
+    if not 0 <= start < stop:
+        raise ValueError(f"bad model range {start}..{stop}")
+    if (learner.n_train, learner.n_test) != (spec.n_train, spec.n_test):
+        raise ValueError(f"learner has {learner.n_train} train / {learner.n_test} test examples but the spec "
+                         f"says {spec.n_train} / {spec.n_test}; build both from the same data")
+    if spec.labels and spec.labels != labels_digest(learner.y_train, learner.y_test):
+        raise ValueError("the learner's labels differ from the spec's (labels digest); build both from the same task")
+    ids = np.arange(start, stop, dtype=np.int64)
+    step = models_per_call or len(ids)
+    parts = []
+    for a in range(0, len(ids), step):
+        chunk = ids[a:a + step]
+        subsets = [spec.subset(int(k)) for k in chunk]
+        seeds = [spec.model_seed(int(k)) for k in chunk]
+        out = learner.fit_predict(subsets, seeds)
+        out.check(len(chunk), spec.n_train, spec.n_test)
+        parts.append(out)
+    out = Outputs.concat(parts)
+    masks = spec.masks(ids)
+    arrays = {
+        "meta": np.array(json.dumps({**spec.to_meta(), "start": int(start), "stop": int(stop),
+                                     "format": FORMAT_VERSION})),
+        "model_ids": ids,
+        "model_seeds": np.array([spec.model_seed(int(k)) for k in ids], dtype=np.int64),
+        "masks": np.packbits(masks, axis=1),
+        "correct_train": np.packbits(out.correct_train, axis=1),
+        "correct_test": np.packbits(out.correct_test, axis=1),
+        "prob_train": out.prob_train.astype(np.float16),
+        "prob_test": out.prob_test.astype(np.float16),
+        "margin_train": _to_f16(out.margin_train),
+        "margin_test": _to_f16(out.margin_test),
+    }
+    if path is not None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+    return arrays
+
+
+def _to_f16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(x, dtype=np.float32), -6e4, 6e4).astype(np.float16)
+
+
+def read_shard_meta(path: str | os.PathLike) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))
+
+
+def check_shard(path: str | os.PathLike, spec: ShardSpec | None = None, deep: bool = True) -> dict:
+    """Return the shard's meta if it is readable, complete and (when given) belongs to ``spec``; else raise.
+
+    ``deep`` also checks that the stored subset of the shard's first model is the one the spec
+    prescribes (catches a changed ratio or seed even in hand-made shards).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            k = int(meta["stop"]) - int(meta["start"])
+            n, n_test = int(meta["n_train"]), int(meta["n_test"])
+            shapes = {"model_ids": (k,), "masks": (k, (n + 7) // 8), "correct_train": (k, (n + 7) // 8),
+                      "correct_test": (k, (n_test + 7) // 8), "prob_train": (k, n), "prob_test": (k, n_test),
+                      "margin_train": (k, n), "margin_test": (k, n_test)}
+            for key, shape in shapes.items():
+                if z[key].shape != shape:
+                    raise ShardError(f"shard {path}: '{key}' has shape {z[key].shape}, expected {shape}")
+            if not np.array_equal(z["model_ids"], np.arange(meta["start"], meta["stop"])):
+                raise ShardError(f"shard {path}: model ids do not match its range {meta['start']}..{meta['stop']}")
+            first_mask = np.unpackbits(z["masks"][0], count=n).astype(bool) if deep else None
+    except ShardError:
+        raise
+    except Exception as err:  # truncated file, bad zip, missing key, bad json
+        raise ShardError(f"shard {path} is unreadable or incomplete ({type(err).__name__}: {err}); delete it "
+                         f"and run the shard again") from err
+    if meta.get("format") != FORMAT_VERSION:
+        raise ShardError(f"shard {path} has format {meta.get('format')}, expected {FORMAT_VERSION}; rerun it")
+    if spec is not None:
+        other = ShardSpec.from_meta(meta)
+        if other != spec:
+            diff = {k: (v, getattr(spec, k)) for k, v in other.to_meta().items() if v != getattr(spec, k)}
+            raise ShardError(f"shard {path} belongs to another study (stored vs expected: {diff}); "
+                             f"use another shard directory or delete it")
+        if deep and not np.array_equal(first_mask, spec.mask(int(meta["start"]))):
+            raise ShardError(f"shard {path}: stored subset of model {meta['start']} differs from the one the "
+                             f"seed prescribes; it was made by other code; delete it and rerun")
+    return meta
+
+
+def _scan(directory: str | os.PathLike, spec: ShardSpec | None) -> tuple[list[tuple[int, int, Path]], ShardSpec]:
+    """Valid shards in ``directory`` (sorted by range) and the spec they share."""
+    found = []
+    for p in sorted(Path(directory).glob("models_*-*.npz")):
+        if not SHARD_PATTERN.match(p.name):
+            continue
+        try:
+            meta = check_shard(p, spec, deep=spec is not None)
+        except ShardError as err:
+            warnings.warn(f"ignoring {err}", stacklevel=3)
+            continue
+        s = ShardSpec.from_meta(meta)
+        if spec is None:
+            spec = s
+        elif s != spec:
+            raise ShardError(f"{directory} holds shards of several studies ({spec} and {s}); pass spec= to choose")
+        found.append((int(meta["start"]), int(meta["stop"]), p))
+    return found, spec
+
+
+def _cover(found: list[tuple[int, int, Path]], t: int):
+    """Greedy cover of models ``0..t-1``: segments (path, row_lo, row_hi, first_model) and missing ranges."""
+    segments, missing = [], []
+    pos = 0
+    while pos < t:
+        best = None
+        for a, b, p in found:
+            if a <= pos < b and (best is None or b > best[1]):
+                best = (a, b, p)
+        if best is None:
+            nxt = min([a for a, _, _ in found if a > pos] + [t])
+            missing.append((pos, nxt))
+            pos = nxt
+            continue
+        a, b, p = best
+        hi = min(b, t)
+        segments.append((p, pos - a, hi - a, pos))
+        pos = hi
+    return segments, missing
+
+
+def missing_ranges(directory: str | os.PathLike, spec: ShardSpec, t: int) -> list[tuple[int, int]]:
+    """Model ranges in ``0..t-1`` that no valid shard of ``spec`` in ``directory`` covers."""
+    found, _ = _scan(directory, spec) if Path(directory).exists() else ([], spec)
+    return _cover(found, t)[1]
+
+
+def plan_shards(directory: str | os.PathLike, spec: ShardSpec, t: int, shard_size: int) -> list[tuple[int, int]]:
+    """Shards still to run: the missing ranges cut on the grid of multiples of ``shard_size``."""
+    todo = []
+    for a, b in missing_ranges(directory, spec, t):
+        pos = a
+        while pos < b:
+            nxt = min(b, (pos // shard_size + 1) * shard_size)
+            todo.append((pos, nxt))
+            pos = nxt
+    return todo
+
+
+def ensure_shards(learner, spec: ShardSpec, directory: str | os.PathLike, t: int, shard_size: int,
+                  models_per_call: int | None = None, show_progress: bool = True) -> list[tuple[int, int]]:
+    """Run every shard of models ``0..t-1`` that is missing or invalid; return the ranges it ran.
+
+    An interrupted run resumes (finished shards are kept; a half-written one never exists because
+    shards are written atomically); raising ``t`` only trains the new models.
+    """
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    todo = plan_shards(directory, spec, t, shard_size)
+    for a, b in progress(todo, desc="shards", disable=not show_progress or not todo):
+        run_shard(learner, spec, a, b, shard_path(directory, a, b), models_per_call=models_per_call)
+    return todo
+
+
+def collect_shards(source, spec: ShardSpec | None = None, t: int | None = None):
+    """Segments ``(path, row_lo, row_hi, first_model)`` covering models ``0..t-1`` and the spec.
+
+    ``source`` is a shard directory or a list of shard paths.  ``t=None`` takes the largest ``t``
+    covered without a gap.  A gap raises :class:`ShardError` naming the missing models.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        if not Path(source).is_dir():
+            raise ShardError(f"shard directory {source} does not exist; run the shards first")
+        found, spec = _scan(source, spec)
+    else:
+        found = []
+        for p in source:
+            meta = check_shard(p, spec, deep=spec is not None)
+            s = ShardSpec.from_meta(meta)
+            if spec is None:
+                spec = s
+            elif s != spec:
+                raise ShardError(f"shard {p} belongs to another study than the other shards ({s} vs {spec})")
+            found.append((int(meta["start"]), int(meta["stop"]), Path(p)))
+    if not found:
+        raise ShardError(f"no valid shard found in {source}; run the shards first (memgen.influence.estimator.collect_shards "
+                         f"or the workflow's shard rule)")
+    if t is None:
+        _, missing = _cover(found, max(b for _, b, _ in found))
+        t = missing[0][0] if missing else max(b for _, b, _ in found)
+        if t == 0:
+            raise ShardError(f"no shard of {source} starts at model 0; run the shard with models 0..")
+    segments, missing = _cover(found, t)
+    if missing:
+        raise ShardError(f"models {', '.join(f'{a}..{b - 1}' for a, b in missing)} of t={t} have no valid shard in "
+                         f"{source}; run them (ensure_shards / the shard rule) or lower t")
+    return segments, spec, t
+
+
+def _read_rows(path: Path, lo: int, hi: int, spec: ShardSpec, keys: Sequence[str]) -> dict:
+    out = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in keys:
+            a = z[key][lo:hi]
+            if key in ("masks", "correct_train"):
+                a = np.unpackbits(a, axis=1, count=spec.n_train).astype(bool)
+            elif key == "correct_test":
+                a = np.unpackbits(a, axis=1, count=spec.n_test).astype(bool)
+            out[key] = a
+    return out
+
+
+# --- estimation -----------------------------------------------------------------------------------
+
+class _Acc:
+    """Running sums for in/out means and variances of one score over models, kept separately for
+    models with even and odd ids (their split-half agreement measures precision without assumptions)."""
+
+    def __init__(self, n: int):
+        self.s_in, self.q_in, self.s_all, self.q_all = (np.zeros((2, n)) for _ in range(4))
+        self.n_in = np.zeros((2, n), dtype=np.int64)
+        self.t = np.zeros(2, dtype=np.int64)
+
+    def add(self, masks: np.ndarray, scores: np.ndarray, model_ids: np.ndarray) -> None:
+        for h in (0, 1):
+            rows = (model_ids % 2) == h
+            if not rows.any():
+                continue
+            m = masks[rows]
+            s = scores[rows].astype(np.float64)
+            sq = s * s
+            self.s_in[h] += np.where(m, s, 0.0).sum(0)
+            self.q_in[h] += np.where(m, sq, 0.0).sum(0)
+            self.s_all[h] += s.sum(0)
+            self.q_all[h] += sq.sum(0)
+            self.n_in[h] += m.sum(0)
+            self.t[h] += int(rows.sum())
+
+    def stats(self, half: int | None = None) -> dict:
+        sel = slice(None) if half is None else slice(half, half + 1)
+        s_in, q_in, s_all, q_all = (x[sel].sum(0) for x in (self.s_in, self.q_in, self.s_all, self.q_all))
+        n_in, t = self.n_in[sel].sum(0), self.t[sel].sum()
+        n_out = t - n_in
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_in = s_in / n_in
+            mean_out = (s_all - s_in) / n_out
+            var_in = np.maximum(q_in - n_in * mean_in ** 2, 0.0) / (n_in - 1)
+            var_out = np.maximum((q_all - q_in) - n_out * mean_out ** 2, 0.0) / (n_out - 1)
+            se_in = np.sqrt(var_in / n_in)
+            se_out = np.sqrt(var_out / n_out)
+            se = np.sqrt(var_in / n_in + var_out / n_out)
+        bad_in, bad_out = n_in < 2, n_out < 2
+        se_in[bad_in] = np.nan
+        se_out[bad_out] = np.nan
+        se[bad_in | bad_out] = np.nan
+        return {"mem": mean_in - mean_out, "se": se, "in_mean": mean_in, "out_mean": mean_out,
+                "in_se": se_in, "out_se": se_out, "n_in": n_in}
+
+
+def _split_half(acc: _Acc) -> tuple[float, float]:
+    """(empirical SE of the full estimate, Spearman-Brown split-half reliability) from even vs odd models."""
+    a, b = acc.stats(0)["mem"], acc.stats(1)["mem"]
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return np.nan, np.nan
+    se = float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2)) / 2)   # var(full) ~ var(half) / 2 = var(a - b) / 4
+    if np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return se, np.nan
+    r = float(np.corrcoef(a[ok], b[ok])[0, 1])
+    return se, 2 * r / (1 + r) if r > -1 else np.nan
+
+
+@dataclass
+class Estimate:
+    """Result of :func:`estimate`; positions (0..n-1) refer to the learner's order of examples,
+    ``train_index``/``test_index`` map them to the original dataset order for exports."""
+
+    spec: ShardSpec
+    t: int
+    stats: dict            # kind -> {"mem","se","in_mean","out_mean","in_se","out_se"} arrays [n_train]
+    n_in: np.ndarray       # [n_train] number of models trained on each example
+    test_mean: dict        # kind -> [n_test] mean over all models
+    model_test_acc: np.ndarray  # [t] test accuracy of every model
+    convergence: pd.DataFrame
+    mem_by_t: dict         # kind -> (ts [c], mem [c, n_train], se [c, n_train])
+    pairs: pd.DataFrame | None = None     # train_pos, test_pos, mem, infl, infl_se
+    top_pos: np.ndarray | None = None     # [n_test, top_k] training positions, most influential first
+    top_infl: np.ndarray | None = None    # [n_test, top_k]
+    top_se: np.ndarray | None = None      # [n_test, top_k] standard errors of top_infl
+    infl_score: str = "correct"
+    thresholds: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    train_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
+    y_train: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    @property
+    def mem(self) -> np.ndarray:
+        return self.stats["correct"]["mem"]
+
+    @property
+    def mem_se(self) -> np.ndarray:
+        return self.stats["correct"]["se"]
+
+    @property
+    def heldout(self) -> np.ndarray:
+        """``P[correct on i | i not in subset]``: the C-score estimate at this subset ratio."""
+        return self.stats["correct"]["out_mean"]
+
+    def _train_index(self) -> np.ndarray:
+        return np.arange(self.spec.n_train) if self.train_index is None else np.asarray(self.train_index)
+
+    def _test_index(self) -> np.ndarray:
+        return np.arange(self.spec.n_test) if self.test_index is None else np.asarray(self.test_index)
+
+    def scores_frame(self) -> pd.DataFrame:
+        """Per training example: original index, label, mem, its SE, held-out accuracy, ... (one row each)."""
+        c = self.stats["correct"]
+        df = pd.DataFrame({"index": self._train_index(), "position": np.arange(self.spec.n_train)})
+        if self.y_train is not None:
+            df["label"] = np.asarray(self.y_train)
+        df["mem"] = c["mem"]
+        df["mem_se"] = c["se"]
+        df["heldout_acc"] = c["out_mean"]
+        df["heldout_acc_se"] = c["out_se"]
+        df["in_acc"] = c["in_mean"]
+        df["n_in"] = self.n_in
+        df["n_out"] = self.t - self.n_in
+        for kind in self.stats:
+            if kind != "correct":
+                df[f"mem_{kind}"] = self.stats[kind]["mem"]
+                df[f"mem_{kind}_se"] = self.stats[kind]["se"]
+                df[f"heldout_{kind}"] = self.stats[kind]["out_mean"]
+        return df
+
+    def pairs_frame(self) -> pd.DataFrame:
+        """High-influence pairs with original indices (and labels when known)."""
+        if self.pairs is None:
+            raise ValueError("influence was not computed; call estimate(..., influence=True)")
+        p = self.pairs
+        df = pd.DataFrame({"train_index": self._train_index()[p["train_pos"].to_numpy()],
+                           "test_index": self._test_index()[p["test_pos"].to_numpy()]})
+        if self.y_train is not None:
+            df["train_label"] = np.asarray(self.y_train)[p["train_pos"].to_numpy()]
+        if self.y_test is not None:
+            df["test_label"] = np.asarray(self.y_test)[p["test_pos"].to_numpy()]
+        for col in ("mem", "infl", "infl_se", "train_pos", "test_pos"):
+            df[col] = p[col].to_numpy()
+        return df
+
+    def top_influencers_frame(self) -> pd.DataFrame:
+        if self.top_pos is None:
+            raise ValueError("influence was not computed; call estimate(..., influence=True)")
+        n_test, k = self.top_pos.shape
+        return pd.DataFrame({"test_index": np.repeat(self._test_index(), k),
+                             "rank": np.tile(np.arange(k), n_test),
+                             "train_index": self._train_index()[self.top_pos.ravel()],
+                             "infl": self.top_infl.ravel(), "infl_se": self.top_se.ravel()})
+
+    def write_scores(self, csv_path: str | os.PathLike | None = None,
+                     npz_path: str | os.PathLike | None = None) -> None:
+        df = self.scores_frame()
+        if csv_path is not None:
+            with atomic_path(csv_path) as tmp:
+                df.to_csv(tmp, index=False, float_format="%.6g")
+        if npz_path is not None:
+            arrays = {col: df[col].to_numpy() for col in df.columns}
+            arrays.update(t=np.int64(self.t), ratio=np.float64(self.spec.ratio), seed=np.int64(self.spec.seed),
+                          model_test_acc=self.model_test_acc)
+            for kind, (ts, mem_t, se_t) in self.mem_by_t.items():
+                arrays[f"by_t_{kind}_t"], arrays[f"by_t_{kind}_mem"], arrays[f"by_t_{kind}_se"] = ts, mem_t, se_t
+            if self.top_pos is not None:
+                arrays["top_train_index"] = self._train_index()[self.top_pos]
+                arrays["top_infl"] = self.top_infl
+                arrays["top_infl_se"] = self.top_se
+                arrays["test_index"] = self._test_index()
+            with atomic_path(npz_path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, **arrays)
+
+    def write_pairs(self, csv_path: str | os.PathLike) -> None:
+        df = self.pairs_frame()
+        with atomic_path(csv_path) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def _default_checkpoints(t: int) -> list[int]:
+    ts, x = [], 4
+    while x < t:
+        ts.append(x)
+        x *= 2
+    return sorted(set(ts + [t]))
+
+
+def estimate(source, spec: ShardSpec | None = None, *, t: int | None = None,
+             kinds: Sequence[str] = SCORE_KINDS, influence: bool = True, infl_score: str = "correct",
+             infl_threshold: float = 0.15, mem_threshold: float = 0.25, top_k: int = 4,
+             checkpoints: Sequence[int] | None = None, block_size: int = 1024, device: str = "cpu",
+             influence_rows: str = "all",
+             train_index=None, test_index=None, y_train=None, y_test=None,
+             show_progress: bool = True) -> Estimate:
+    """Estimate memorization, held-out accuracy and influence from the shards of models ``0..t-1``.
+
+    Memory: ``t x (n_train + n_test)`` bytes of masks/scores plus ``block_size x n_test`` floats;
+    the dense influence matrix is never built.  ``kinds`` are the per-model scores to estimate from
+    (``correct`` always included).  Pairs kept: ``infl >= infl_threshold`` and
+    ``mem >= mem_threshold`` (mem from 0/1 correctness), and every test example's ``top_k``
+    influencers (among all training examples, or with ``influence_rows="memorized"`` among the
+    memorized ones only: same pairs, far less work).  ``checkpoints``: the ``t`` values at which the
+    estimates are also reported (convergence); default 4, 8, 16, ..., t.
+
+    Standard errors are the plug-in ``sqrt(var_in / n_in + var_out / n_out)`` (sample variances;
+    0 when all models agree, NaN with fewer than 2 models on a side).  ``Estimate.convergence``
+    also gives, per score kind and ``t``, the split-half SE (estimates from even- vs odd-numbered
+    models: ``rms(diff) / 2``) and the Spearman-Brown split-half reliability, which compare the
+    precision of 0/1 correctness, probability and margin without trusting either SE formula.
+    """
+
+    kinds = tuple(dict.fromkeys(("correct",) + tuple(kinds)))
+    for kind in kinds:
+        if kind not in SCORE_KINDS:
+            raise ValueError(f"unknown score kind '{kind}'; use one of {SCORE_KINDS}")
+    if infl_score not in SCORE_KINDS:
+        raise ValueError(f"unknown influence score '{infl_score}'; use one of {SCORE_KINDS}")
+    segments, spec, t = collect_shards(source, spec, t)
+    n, n_test = spec.n_train, spec.n_test
+    if y_train is not None and y_test is not None and spec.labels and labels_digest(y_train, y_test) != spec.labels:
+        raise ValueError("y_train/y_test differ from the labels the shards were trained on; pass the task's labels")
+    ckpts = checkpoints if checkpoints is not None else _default_checkpoints(t)
+    ckpts = sorted({int(c) for c in ckpts if 0 < c <= t})
+    if not ckpts or ckpts[-1] != t:
+        ckpts.append(t)
+
+    accs = {kind: _Acc(n) for kind in kinds}
+    test_sums = {kind: np.zeros(n_test) for kind in kinds}
+    model_test_acc = np.empty(t)
+    by_t = {kind: ([], [], []) for kind in kinds}
+    conv_rows = []
+    if influence:
+        masks_all = np.empty((t, n), dtype=bool)
+        test_scores = np.empty((t, n_test), dtype=np.float32)
+    keys = ["masks"] + [f"{kind}_train" for kind in kinds] + [f"{kind}_test" for kind in kinds]
+    if influence and f"{infl_score}_test" not in keys:
+        keys.append(f"{infl_score}_test")
+
+    clock = time.perf_counter()
+    done = 0
+    for path, lo, hi, first in progress(segments, desc="read shards", disable=not show_progress):
+        rows = _read_rows(path, lo, hi, spec, keys)
+        m = rows["masks"]
+        ids = np.arange(first, first + len(m))
+        if influence:
+            masks_all[first:first + len(m)] = m
+            test_scores[first:first + len(m)] = rows[f"{infl_score}_test"]
+        model_test_acc[first:first + len(m)] = rows["correct_test"].mean(1) if n_test else np.nan
+        for kind in kinds:
+            test_sums[kind] += rows[f"{kind}_test"].astype(np.float64).sum(0)
+        a = 0
+        while a < len(m):  # split at checkpoints
+            nxt = next(c for c in ckpts if c > done)
+            b = min(len(m), a + nxt - done)
+            for kind in kinds:
+                accs[kind].add(m[a:b], rows[f"{kind}_train"][a:b], ids[a:b])
+            done += b - a
+            a = b
+            if done == nxt:
+                for kind in kinds:
+                    st = accs[kind].stats()
+                    by_t[kind][0].append(done)
+                    by_t[kind][1].append(st["mem"].astype(np.float32))
+                    by_t[kind][2].append(st["se"].astype(np.float32))
+                    conv_rows.append({"score": kind, "t": done, "split_half": _split_half(accs[kind])})
+    stats = {kind: accs[kind].stats() for kind in kinds}
+    n_in = stats["correct"].pop("n_in")
+    for kind in kinds:
+        stats[kind].pop("n_in", None)
+    mem_by_t = {kind: (np.array(v[0]), np.stack(v[1]), np.stack(v[2])) for kind, v in by_t.items()}
+    for row in conv_rows:
+        ts, mem_t, se_t = mem_by_t[row["score"]]
+        c = list(ts).index(row["t"])
+        mt, st, final = mem_t[c], se_t[c], mem_t[-1]
+        ok = np.isfinite(mt) & np.isfinite(final)
+        row["mean_se"] = float(np.nanmean(st)) if np.isfinite(st).any() else np.nan
+        row["rms_se"] = float(np.sqrt(np.nanmean(st.astype(np.float64) ** 2))) if np.isfinite(st).any() else np.nan
+        row["median_se"] = float(np.nanmedian(st)) if np.isfinite(st).any() else np.nan
+        row["split_half_se"], row["split_half_reliability"] = row.pop("split_half")
+        row["rms_diff_to_final"] = float(np.sqrt(np.mean((mt[ok] - final[ok]) ** 2))) if ok.any() else np.nan
+        row["n_defined"] = int(np.isfinite(mt).sum())
+        row["n_mem_ge_0.25"] = int(np.sum(mt >= 0.25)) if row["score"] != "margin" else np.nan
+    est = Estimate(spec=spec, t=t, stats=stats, n_in=n_in,
+                   test_mean={kind: test_sums[kind] / t for kind in kinds}, model_test_acc=model_test_acc,
+                   convergence=pd.DataFrame(conv_rows).sort_values(["score", "t"], key=lambda c: c.map(
+                       {k: i for i, k in enumerate(SCORE_KINDS)}) if c.name == "score" else c, ignore_index=True),
+                   mem_by_t=mem_by_t, infl_score=infl_score,
+                   thresholds={"infl": infl_threshold, "mem": mem_threshold},
+                   train_index=None if train_index is None else np.asarray(train_index),
+                   test_index=None if test_index is None else np.asarray(test_index),
+                   y_train=None if y_train is None else np.asarray(y_train),
+                   y_test=None if y_test is None else np.asarray(y_test))
+    for name, arr, size in (("train_index", est.train_index, n), ("test_index", est.test_index, n_test),
+                            ("y_train", est.y_train, n), ("y_test", est.y_test, n_test)):
+        if arr is not None and len(arr) != size:
+            raise ValueError(f"{name} has {len(arr)} entries but the shards have {size} examples")
+    est.timings["read_and_mem_s"] = time.perf_counter() - clock
+    if influence and n_test:
+        clock = time.perf_counter()
+        est.pairs, est.top_pos, est.top_infl, est.top_se = influence_blocks(
+            masks_all, test_scores, est.mem, infl_threshold=infl_threshold, mem_threshold=mem_threshold,
+            top_k=top_k, block_size=block_size, device=device, binary=infl_score == "correct",
+            rows=influence_rows, show_progress=show_progress)
+        del masks_all, test_scores
+        est.timings["influence_s"] = time.perf_counter() - clock
+    return est
+
+
+def influence_blocks(masks: np.ndarray, scores: np.ndarray, mem: np.ndarray | None = None, *,
+                     infl_threshold: float = 0.15, mem_threshold: float = 0.25, top_k: int = 4,
+                     block_size: int = 1024, device: str = "cpu", binary: bool | None = None,
+                     rows: str = "all", show_progress: bool = False):
+    """Blocked influence: ``infl(i, j) = mean(scores[:, j] | i in) - mean(scores[:, j] | i out)``.
+
+    ``masks`` bool ``[t, n]``, ``scores`` ``[t, n_test]``.  Returns ``(pairs, top_pos, top_infl,
+    top_se)``: the pairs with ``infl >= infl_threshold`` whose training example has
+    ``mem >= mem_threshold`` (all training examples when ``mem`` is None) as a DataFrame
+    (train_pos, test_pos, mem, infl, infl_se), and each test example's ``top_k`` most influential
+    training examples ``[n_test, top_k]`` (positions, influence, standard error).  Only
+    ``block_size x n_test`` influence values exist at a time; non-0/1 scores need a second product
+    per block (for the variances).
+
+    ``rows="all"`` computes every training example's row (top influencers among all of them);
+    ``rows="memorized"`` only the rows with ``mem >= mem_threshold``: the same pairs, top
+    influencers among memorized examples only, about ``n / #memorized`` times less work.
+    """
+    import torch
+
+    t, n = masks.shape
+    n_test = scores.shape[1]
+    if rows not in ("all", "memorized"):
+        raise ValueError(f"rows='{rows}': use 'all' or 'memorized'")
+    if binary is None:
+        binary = bool(np.isin(scores, (0.0, 1.0)).all())
+    dev = torch.device(device)
+    S = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)).to(dev)
+    tot = S.sum(0, dtype=torch.float64)
+    S2 = None if binary else S * S
+    tot2 = tot if binary else S2.sum(0, dtype=torch.float64)
+    eligible = np.ones(n, bool) if mem is None else (np.asarray(mem) >= mem_threshold)
+    todo = np.arange(n) if rows == "all" else np.flatnonzero(eligible)
+    top_k = max(1, min(top_k, len(todo)))
+    top_v = torch.full((top_k, n_test), -torch.inf, dtype=torch.float64, device=dev)
+    top_s = torch.full((top_k, n_test), torch.nan, dtype=torch.float64, device=dev)
+    top_i = torch.full((top_k, n_test), -1, dtype=torch.int64, device=dev)
+    pair_parts = []
+    for a in progress(range(0, len(todo), block_size), desc="influence blocks", disable=not show_progress):
+        idx = todo[a:a + block_size]
+        cols = masks[:, idx[0]:idx[-1] + 1] if rows == "all" else masks[:, idx]
+        Mb = torch.from_numpy(np.ascontiguousarray(cols)).to(dev).to(torch.float32)   # [t, B]
+        s_in = (Mb.T @ S).double()                                    # [B, n_test]
+        q_in = s_in if binary else (Mb.T @ S2).double()
+        k_in = Mb.sum(0, dtype=torch.float64)[:, None]                # [B, 1]
+        k_out = t - k_in
+        # infl = s_in / k_in - (tot - s_in) / k_out, as two in-place passes over the block
+        infl = (s_in * (1.0 / k_in + 1.0 / k_out)).addr_((1.0 / k_out)[:, 0], tot, alpha=-1.0)
+        undefined = ((k_in == 0) | (k_out == 0))[:, 0]
+        if undefined.any():                                           # never in / never out: no estimate
+            infl[undefined] = -torch.inf
+
+        def se_at(ii, jj):
+            kin, kout = k_in[ii, 0], k_out[ii, 0]
+            sin, qin = s_in[ii, jj], q_in[ii, jj]
+            mi, mo = sin / kin, (tot[jj] - sin) / kout
+            var_in = torch.clamp(qin - kin * mi * mi, min=0) / (kin - 1)
+            var_out = torch.clamp((tot2[jj] - qin) - kout * mo * mo, min=0) / (kout - 1)
+            return torch.sqrt(var_in / kin + var_out / kout)
+
+        idx_t = torch.from_numpy(idx).to(dev)
+        kb = min(top_k, len(idx))
+        v, i = torch.topk(infl, kb, dim=0)
+        jj = torch.arange(n_test, device=dev).expand(kb, n_test)
+        cat_v = torch.cat([top_v, v])
+        cat_i = torch.cat([top_i, idx_t[i]])
+        cat_s = torch.cat([top_s, se_at(i.reshape(-1), jj.reshape(-1)).view(kb, n_test)])
+        sel = torch.topk(cat_v, top_k, dim=0).indices
+        top_v, top_i, top_s = (torch.gather(x, 0, sel) for x in (cat_v, cat_i, cat_s))
+        erows = torch.from_numpy(np.flatnonzero(eligible[idx])).to(dev)
+        if len(erows):
+            hit = infl.index_select(0, erows) >= infl_threshold
+            rr, jj = hit.nonzero(as_tuple=True)
+            ii = erows[rr]
+            pair_parts.append((idx[ii.cpu().numpy()], jj.cpu().numpy(), infl[ii, jj].cpu().numpy(),
+                               se_at(ii, jj).cpu().numpy()))
+        del s_in, q_in, infl
+    if pair_parts:
+        tp, jp, iv, sv = (np.concatenate(x) for x in zip(*pair_parts))
+    else:
+        tp = jp = np.zeros(0, np.int64)
+        iv = sv = np.zeros(0)
+    pairs = pd.DataFrame({"train_pos": tp.astype(np.int64), "test_pos": jp.astype(np.int64),
+                          "mem": np.asarray(mem)[tp] if mem is not None else np.full(len(tp), np.nan),
+                          "infl": iv, "infl_se": sv})
+    pairs = pairs.sort_values(["infl", "train_pos", "test_pos"], ascending=[False, True, True], ignore_index=True)
+    return pairs, top_i.T.cpu().numpy(), top_v.T.cpu().numpy(), top_s.T.cpu().numpy()
+
+
+def influence_dense(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reference: the full ``[n, n_test]`` influence matrix and its standard errors (small cases only)."""
+    M = masks.astype(np.float64)
+    S = scores.astype(np.float64)
+    k_in = M.sum(0)[:, None]
+    k_out = len(M) - k_in
+    s_in, q_in = M.T @ S, M.T @ (S * S)
+    s_out, q_out = S.sum(0) - s_in, (S * S).sum(0) - q_in
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mi, mo = s_in / k_in, s_out / k_out
+        var_in = np.maximum(q_in - k_in * mi ** 2, 0) / (k_in - 1)
+        var_out = np.maximum(q_out - k_out * mo ** 2, 0) / (k_out - 1)
+        return mi - mo, np.sqrt(var_in / k_in + var_out / k_out)
+
+
+def influence_at(source, train_pos, test_pos, spec: ShardSpec | None = None, t: int | None = None,
+                 score: str = "correct") -> np.ndarray:
+    """Influence of specific pairs ``(train_pos[p], test_pos[p])`` straight from the shards.
+
+    Used to compare two estimates on pairs that only one of them kept (``D_infl``).
+    """
+    train_pos, test_pos = np.asarray(train_pos, np.int64), np.asarray(test_pos, np.int64)
+    segments, spec, t = collect_shards(source, spec, t)
+    s_in = np.zeros(len(train_pos))
+    s_all = np.zeros(len(train_pos))
+    k_in = np.zeros(len(train_pos))
+    for path, lo, hi, _ in segments:
+        rows = _read_rows(path, lo, hi, spec, ["masks", f"{score}_test"])
+        m = rows["masks"][:, train_pos]
+        s = rows[f"{score}_test"][:, test_pos].astype(np.float64)
+        s_in += (m * s).sum(0)
+        s_all += s.sum(0)
+        k_in += m.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return s_in / k_in - (s_all - s_in) / (t - k_in)
+
+
+# --- experiment helpers ---------------------------------------------------------------------------
+
+def mem_histogram(mem: np.ndarray, bins: int | Sequence[float] = 20, value_range=(-1.0, 1.0)) -> pd.DataFrame:
+    """Counts of memorization estimates per bin (NaN estimates are left out)."""
+    mem = np.asarray(mem, dtype=float)
+    counts, edges = np.histogram(mem[np.isfinite(mem)], bins=bins, range=value_range if np.isscalar(bins) else None)
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
+
+
+def count_above(mem: np.ndarray, thresholds: Sequence[float] = (0.25,),
+                labels: np.ndarray | None = None) -> pd.DataFrame:
+    """Number and fraction of examples with ``mem >= theta`` (per class too when ``labels`` given)."""
+    mem = np.asarray(mem, dtype=float)
+    rows = []
+    groups = [("all", np.ones(len(mem), bool))]
+    if labels is not None:
+        labels = np.asarray(labels)
+        groups += [(int(c), labels == c) for c in np.unique(labels)]
+    for theta in thresholds:
+        for name, sel in groups:
+            k = int(np.sum(mem[sel] >= theta))
+            rows.append({"theta": float(theta), "class": name, "count": k, "fraction": k / max(int(sel.sum()), 1)})
+    return pd.DataFrame(rows)
+
+
+def most_memorized(mem: np.ndarray, labels: np.ndarray, per_class: int = 10,
+                   index: np.ndarray | None = None) -> pd.DataFrame:
+    """The ``per_class`` most memorized examples of each class (for an image grid):
+    class, rank, position, index, mem."""
+    mem, labels = np.asarray(mem, dtype=float), np.asarray(labels)
+    index = np.arange(len(mem)) if index is None else np.asarray(index)
+    rows = []
+    for c in np.unique(labels):
+        pos = np.flatnonzero((labels == c) & np.isfinite(mem))
+        order = pos[np.lexsort((pos, -mem[pos]))][:per_class]
+        for r, p in enumerate(order):
+            rows.append({"class": int(c), "rank": r, "position": int(p), "index": int(index[p]), "mem": float(mem[p])})
+    return pd.DataFrame(rows, columns=["class", "rank", "position", "index", "mem"])
+
+
+def influence_examples(pairs: pd.DataFrame, n_examples: int = 10, per_example: int = 4) -> pd.DataFrame:
+    """Figure 4: memorized training examples (highest top influence first) with their ``per_example``
+    most influenced test examples.  ``pairs`` as from :meth:`Estimate.pairs_frame` or ``Estimate.pairs``."""
+    if len(pairs) == 0:
+        return pairs.assign(rank=pd.Series(dtype=int)).iloc[:0]
+    key = "train_index" if "train_index" in pairs else "train_pos"
+    p = pairs.sort_values([key, "infl"], ascending=[True, False])
+    p = p.groupby(key, sort=False).head(per_example).copy()
+    p["rank"] = p.groupby(key).cumcount()
+    best = p.groupby(key)["infl"].max().sort_values(ascending=False, kind="stable").index[:n_examples]
+    p = p[p[key].isin(best)]
+    p["_order"] = p[key].map({k: i for i, k in enumerate(best)})
+    return p.sort_values(["_order", "rank"]).drop(columns="_order").reset_index(drop=True)
+
+
+def consistency_mem(mem_a: np.ndarray, mem_b: np.ndarray, thetas: Sequence[float]) -> pd.DataFrame:
+    """Figure 7 (top): ``D_mem(theta)`` (mean |mem_a - mem_b| over the union of the two sets
+    ``{i: mem >= theta}``) and ``J_mem(theta)`` (Jaccard similarity of the sets)."""
+    a, b = np.asarray(mem_a, float), np.asarray(mem_b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"the two estimates cover different numbers of examples ({a.shape} vs {b.shape})")
+    rows = []
+    for theta in thetas:
+        ia, ib = a >= theta, b >= theta
+        union, inter = ia | ib, ia & ib
+        diff = np.abs(a[union] - b[union])
+        rows.append({"theta": float(theta), "n_a": int(ia.sum()), "n_b": int(ib.sum()), "n_union": int(union.sum()),
+                     "D_mem": float(np.nanmean(diff)) if union.any() else np.nan,
+                     "J_mem": float(inter.sum() / union.sum()) if union.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def consistency_infl(pairs_a: pd.DataFrame, pairs_b: pd.DataFrame, thetas: Sequence[float], mem_theta: float = 0.25,
+                     lookup_a: Callable | None = None, lookup_b: Callable | None = None) -> pd.DataFrame:
+    """Figure 7 (bottom): ``J_infl(theta)`` and ``D_infl(theta)`` between two estimates' pair sets
+    ``{(i, j): infl >= theta, mem_i >= mem_theta}``.
+
+    The stored pairs are complete only for ``theta`` at or above the threshold they were kept at.
+    ``D_infl`` needs both estimates on every pair of the union: ``lookup_a(train_pos, test_pos)``
+    (e.g. ``functools.partial(influence_at, shard_dir_a)``) supplies estimate A's influence on
+    pairs only B kept; without the lookups ``D_infl`` is averaged over the intersection only and
+    reported as ``D_infl_common``.
+    """
+    def key(df):
+        return df["train_pos"].to_numpy(np.int64), df["test_pos"].to_numpy(np.int64)
+
+    rows = []
+    for theta in thetas:
+        sets = []
+        for df in (pairs_a, pairs_b):
+            sel = (df["infl"].to_numpy() >= theta) & (df["mem"].to_numpy() >= mem_theta)
+            i, j = key(df[sel])
+            sets.append(pd.DataFrame({"train_pos": i, "test_pos": j, "infl": df["infl"].to_numpy()[sel]}))
+        a, b = sets
+        merged = a.merge(b, on=["train_pos", "test_pos"], how="outer", suffixes=("_a", "_b"), indicator=True)
+        n_union = len(merged)
+        n_inter = int((merged["_merge"] == "both").sum())
+        row = {"theta": float(theta), "n_a": len(a), "n_b": len(b), "n_union": n_union,
+               "J_infl": n_inter / n_union if n_union else np.nan}
+        both = merged["_merge"] == "both"
+        row["D_infl_common"] = float(np.mean(np.abs(merged.loc[both, "infl_a"] - merged.loc[both, "infl_b"]))) \
+            if both.any() else np.nan
+        if lookup_a is not None and lookup_b is not None and n_union:
+            ia = merged["infl_a"].to_numpy(float).copy()
+            ib = merged["infl_b"].to_numpy(float).copy()
+            miss_a, miss_b = np.isnan(ia), np.isnan(ib)
+            if miss_a.any():
+                ia[miss_a] = lookup_a(merged["train_pos"].to_numpy()[miss_a], merged["test_pos"].to_numpy()[miss_a])
+            if miss_b.any():
+                ib[miss_b] = lookup_b(merged["train_pos"].to_numpy()[miss_b], merged["test_pos"].to_numpy()[miss_b])
+            row["D_infl"] = float(np.mean(np.abs(ia - ib)))
+        else:
+            row["D_infl"] = np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def removal_experiment(learner, mem: np.ndarray, thetas: Sequence[float], trials: int = 5, seed: int = 0,
+                       show_progress: bool = True) -> pd.DataFrame:
+    """Figure 2: for each ``theta`` drop the examples with ``mem >= theta`` ("memorized") or the same
+    number chosen at random ("random"), train on the rest of the whole training set and measure
+    test accuracy.  Trial ``r`` uses the same training seed for both kinds (paired comparison);
+    the random sets are a pure function of ``(seed, theta index, r)``.
+
+    Returns one row per (theta, kind, trial): ``n_removed``, ``frac_remaining``, ``test_acc``;
+    :func:`summarize_removal` gives mean and spread.
+    """
+    mem = np.asarray(mem, dtype=float)
+    n = learner.n_train
+    if len(mem) != n:
+        raise ValueError(f"mem has {len(mem)} entries but the learner has {n} training examples")
+    rows = []
+    jobs = []
+    for ti, theta in enumerate(thetas):
+        removed = np.flatnonzero(mem >= theta)
+        keep_mem = np.setdiff1d(np.arange(n), removed)
+        if len(keep_mem) == 0:
+            raise ValueError(f"theta={theta} removes every training example; use larger thresholds")
+        for r in range(trials):
+            rng = np.random.default_rng(np.random.SeedSequence([int(seed), ti, r], spawn_key=(2,)))
+            rand_removed = rng.choice(n, size=len(removed), replace=False)
+            keep_rand = np.setdiff1d(np.arange(n), rand_removed)
+            s = model_seed(seed, 10_000_000 + r)
+            jobs.append((theta, "memorized", r, len(removed), keep_mem, s))
+            jobs.append((theta, "random", r, len(removed), keep_rand, s))
+    # one learner call per subset size so that batched learners train equal-size subsets together
+    by_size: dict[int, list[int]] = {}
+    for q, job in enumerate(jobs):
+        by_size.setdefault(len(job[4]), []).append(q)
+    acc = np.empty(len(jobs))
+    for size, qs in progress(list(by_size.items()), desc="removal", disable=not show_progress):
+        out = learner.fit_predict([jobs[q][4] for q in qs], [jobs[q][5] for q in qs])
+        acc[qs] = out.correct_test.mean(1)
+    for q, (theta, kind, r, k, keep, _) in enumerate(jobs):
+        rows.append({"theta": float(theta), "kind": kind, "trial": r, "n_removed": k,
+                     "frac_remaining": len(keep) / n, "test_acc": float(acc[q])})
+    return pd.DataFrame(rows)
+
+
+def summarize_removal(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over trials of the removal experiment (Figure 2)."""
+    g = df.groupby(["theta", "kind"], sort=True)
+    return g.agg(test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
+                 trials=("test_acc", "size"), n_removed=("n_removed", "first"),
+                 frac_remaining=("frac_remaining", "first")).reset_index()

@@ -1,0 +1,139 @@
+"""Feldman & Zhang's memorization and influence estimator as workflow stages
+(workflow/rules/influence.smk), and the tables and figures of its report section.
+
+A *study* is one learning algorithm on one task, named in the config under ``influence.studies``::
+
+    mnist_mlp: {dataset: mnist, split: all, learner: mlp, features: pixels, t: 16, shard_size: 4, seed: 0,
+                settings: {epochs: 10}}
+
+``learner`` is one of :data:`LEARNERS` and ``features`` one of ``pixels`` (the dataset's images),
+``embeddings`` (the memory study's backbone embeddings of the same split: the last-layer experiment)
+or ``bits`` (the LUT study's binarization).  Stages: :func:`shard_stage` trains models
+``start..stop-1`` (one job per shard) -> :func:`estimate_stage` (scores, high-influence pairs,
+convergence) -> :func:`removal_stage`; then :func:`write_tables` and :func:`write_figures` across
+studies.  Positions in the shards are the split's training/test order; exports carry the dataset's
+original indices (``index``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from memgen.influence import learners as L
+from memgen.data import load_cache
+from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard
+from memgen.runtime import resolve_device, write_csv, write_json
+from memgen.splits import load_split
+
+LEARNERS = ("mlp", "linear", "knn", "lut", "net")
+FEATURES = ("pixels", "embeddings", "bits")
+MEM_THETA = 0.25
+
+
+# ------------------------------------------------------------------------------------------------ the task
+@dataclass
+class Task:
+    """Training and test inputs of a study, labels, and the dataset indices of both (for exports and images)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    train_index: np.ndarray
+    test_index: np.ndarray
+    class_names: list
+
+
+def load_task(study: dict, cache_path, split_path, embeddings_path=None, binarization: dict | None = None) -> Task:
+    """The study's inputs: images, the backbone's embeddings of the same split, or binarized bits."""
+    sp = load_split(split_path)
+    features = study["features"]
+    if features == "embeddings":
+        if embeddings_path is None:
+            raise ValueError("features 'embeddings' needs the memory study's embeddings of the same split")
+        with np.load(embeddings_path) as e:
+            if not (np.array_equal(e["train_ids"], sp.train_idx) and np.array_equal(e["test_ids"], sp.test_idx)):
+                raise ValueError(f"{embeddings_path} was made from another split than {split_path}; rerun embed")
+            x_train, x_test = e["train_emb"], e["test_emb"]
+    else:
+        ds = load_cache(cache_path)
+        x_train, x_test = ds.x_train[sp.train_idx], ds.x_test[sp.test_idx]
+        if features == "bits":
+            from memgen.bits import binarize
+            from memgen.bits import binarize_args
+
+            if not binarization:
+                raise ValueError("features 'bits' needs the dataset's entry under lut.binarize in the config")
+            args = binarize_args(binarization)
+            x_train, x_test = binarize(x_train, **args), binarize(x_test, **args)
+    return Task(x_train, sp.train_y, x_test, sp.test_y, sp.train_idx, sp.test_idx, list(sp.class_names))
+
+
+def build_learner(study: dict, task: Task, device: str = "auto", show_progress: bool = True):
+    """The study's learner (see :mod:`memgen.influence.learners`) on its task, with the study's ``settings``."""
+    kind, s = study["learner"], dict(study.get("settings") or {})
+    args = (task.x_train, task.y_train, task.x_test, task.y_test)
+    n_classes = len(task.class_names)
+    if kind == "mlp":
+        s["hidden"] = tuple(s.get("hidden", (512, 256)))
+        return L.MLPLearner(*args, n_classes=n_classes, device=device, show_progress=show_progress, **s)
+    if kind == "linear":
+        return L.LinearProbe(*args, n_classes=n_classes, device=device, show_progress=show_progress, **s)
+    if kind == "knn":
+        return L.KNNLearner(*args, device=resolve_device(device), **s)
+    if kind == "lut":
+        k, width, depth = int(s.get("k", 8)), int(s.get("width", 1024)), int(s.get("depth", 5))
+        from memgen.runtime import quick_device
+
+        return L.LUTLearner(*args, k=k, widths=(width,) * depth, device=quick_device(device))
+    if kind == "net":
+        return L.NetLearner(*args, settings=s, n_classes=n_classes, device=device, show_progress=show_progress)
+    raise ValueError(f"unknown learner '{kind}'; use one of {LEARNERS}")
+
+
+# -------------------------------------------------------------------------------------------------- stages
+def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, ratio: float, device: str = "auto",
+                models_per_call: int | None = None) -> None:
+    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores)."""
+    learner = build_learner(study, task, device=device)
+    spec = ShardSpec.for_learner(learner, ratio=ratio, seed=int(study["seed"]))
+    run_shard(learner, spec, start, stop, out_path, models_per_call=models_per_call)
+
+
+def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, outputs: dict, *,
+                   influence: dict, device: str = "auto") -> dict:
+    """Memorization, held-out accuracy and influence from the study's shards; writes ``outputs``
+    (scores_csv, scores_npz, pairs, influencers, convergence, summary) and returns the summary."""
+    est = estimate(list(shard_paths), t=int(study["t"]), infl_threshold=influence["threshold"],
+                   mem_threshold=influence["mem_threshold"], top_k=influence["top_k"],
+                   influence_rows=influence["rows"], device=resolve_device(device),
+                   train_index=task.train_index, test_index=task.test_index, y_train=task.y_train,
+                   y_test=task.y_test)
+    est.write_scores(outputs["scores_csv"], outputs["scores_npz"])
+    est.write_pairs(outputs["pairs"])
+    write_csv(outputs["influencers"], est.top_influencers_frame())
+    write_csv(outputs["convergence"], est.convergence.assign(study=name))
+    prob = est.stats["prob"]["mem"] if "prob" in est.stats else np.full(est.spec.n_train, np.nan)
+    summary = {
+        "study": name, "dataset": study["dataset"], "split": study["split"], "learner": study["learner"],
+        "features": study["features"], "learner_name": est.spec.learner, "t": est.t, "ratio": est.spec.ratio,
+        "seed": est.spec.seed, "n_train": est.spec.n_train, "n_test": est.spec.n_test,
+        "test_acc_mean": float(np.mean(est.model_test_acc)), "test_acc_std": float(np.std(est.model_test_acc)),
+        "n_mem_ge_0.25": int(np.sum(est.mem >= MEM_THETA)), "n_mem_prob_ge_0.25": int(np.sum(prob >= MEM_THETA)),
+        "mean_mem": float(np.nanmean(est.mem)), "median_mem_se": float(np.nanmedian(est.mem_se)),
+        "n_pairs": int(len(est.pairs)) if est.pairs is not None else 0,
+        "timings_s": est.timings,
+    }
+    write_json(outputs["summary"], summary)
+    return summary
+
+
+def removal_stage(study: dict, task: Task, scores_npz, out_csv, *, thetas, trials: int, device: str = "auto") -> None:
+    """Figure 2: retrain without the examples with ``mem >= theta`` and without as many random ones."""
+    with np.load(scores_npz) as z:
+        mem = z["mem"]
+    learner = build_learner(study, task, device=device)
+    df = removal_experiment(learner, mem, thetas, trials=trials, seed=int(study["seed"]))
+    write_csv(out_csv, df)

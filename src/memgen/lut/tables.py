@@ -1,0 +1,444 @@
+"""Tables of the LUT study (Chatterjee 2018, "Learning and memorization"): the document's published numbers,
+the builders that turn the workflow's raw rows into the report's tables (long format, ``published`` beside
+``measured`` = mean over seeds, with ``measured_sd`` and ``n_seeds``), and verdicts computed from them.
+
+Kept apart from :mod:`memgen.lut.stages` (the jobs that fit networks), so that editing a table or a verdict reruns
+the cheap table and figure steps only.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from memgen.bits import parse_coding
+from memgen.runtime import write_csv  # noqa: F401 (re-exported)
+
+TOLERANCE = 0.03          # |measured - published| within this counts as reproduced (numbers are given to 2 digits)
+
+# ------------------------------------------------------------------------------------ published numbers
+# Table 1: (training, test) accuracy; None where the document has no row for that dataset.
+TABLE1_ORDER = ("conv_net", "knn5", "knn1", "rf10", "rf300", "memorization", "logistic_regression", "naive_bayes",
+                "random_guess")
+TABLE1_NAMES = {"conv_net": "conv net", "knn5": "5-nearest neighbors", "knn1": "1-nearest neighbor",
+                "rf10": "random forest (10 trees)", "rf300": "random forest (300 trees)", "memorization": "memorization",
+                "logistic_regression": "logistic regression", "naive_bayes": "naive Bayes",
+                "random_guess": "random guess"}
+PUBLISHED_TABLE1 = {
+    "mnist": {"conv_net": (0.98, 0.98), "knn5": (0.99, 0.97), "knn1": (1.00, 0.97), "rf10": (1.00, 0.96),
+              "memorization": (0.99, 0.90), "logistic_regression": (0.87, 0.87), "naive_bayes": (0.76, 0.77),
+              "random_guess": (0.50, 0.50)},
+    "cifar10": {"conv_net": (0.93, 0.71), "rf300": (1.00, 0.66), "knn5": (0.75, 0.63), "knn1": (1.00, 0.63),
+                "memorization": (0.79, 0.63), "logistic_regression": (0.64, 0.56), "naive_bayes": (0.55, 0.56),
+                "random_guess": (0.50, 0.50)},
+}
+PUBLISHED_TABLE1_K = {"mnist": 12, "cifar10": 10}
+# Table 2 (Binary-MNIST, k=8, 5 x 1024): layer, count, mean, std, min, max of each LUT's training accuracy.
+PUBLISHED_TABLE2_K = 8
+PUBLISHED_TABLE2 = [(0, 784, 0.51, 0.0340, 0.40, 0.66), (1, 1024, 0.61, 0.0403, 0.51, 0.73),
+                    (2, 1024, 0.74, 0.0191, 0.67, 0.79), (3, 1024, 0.83, 0.0068, 0.80, 0.85),
+                    (4, 1024, 0.87, 0.0033, 0.86, 0.88), (5, 1024, 0.88, 0.0015, 0.88, 0.88),
+                    (6, 1, 0.89, 0.0000, 0.89, 0.89)]
+PUBLISHED_TABLE2_TEST = 0.87
+# Table 3 (Binary-MNIST): k -> (real train, real test, random train, random test).
+PUBLISHED_TABLE3 = {2: (0.66, 0.66, 0.51, 0.53), 4: (0.81, 0.81, 0.53, 0.54), 6: (0.85, 0.86, 0.55, 0.52),
+                    8: (0.89, 0.87, 0.60, 0.51), 10: (0.94, 0.89, 0.69, 0.50), 12: (0.99, 0.90, 0.82, 0.51),
+                    14: (1.00, 0.83, 0.92, 0.51), 16: (1.00, 0.66, 0.98, 0.52)}
+PUBLISHED_TABLE3_DATASET = "mnist"
+# Table 4 (Pairwise-CIFAR-10, k=10): training accuracy below the diagonal (row b > column a), test above.
+PUBLISHED_TABLE4_K = 10
+PUBLISHED_TABLE4_DATASET = "cifar10"
+PUBLISHED_TABLE4_CLASSES = ["plane", "auto", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+PUBLISHED_TABLE4 = np.array([
+    [np.nan, .77, .77, .80, .82, .81, .84, .81, .71, .79],
+    [.96, np.nan, .79, .77, .79, .80, .80, .78, .76, .67],
+    [.95, .98, np.nan, .68, .63, .69, .66, .72, .83, .81],
+    [.96, .98, .96, np.nan, .70, .61, .68, .71, .81, .76],
+    [.96, .98, .95, .96, np.nan, .73, .69, .71, .83, .81],
+    [.98, .99, .97, .96, .97, np.nan, .72, .70, .82, .79],
+    [.97, .98, .95, .95, .97, .96, np.nan, .75, .85, .80],
+    [.98, .99, .96, .97, .96, .98, .97, np.nan, .81, .75],
+    [.93, .96, .98, .98, .98, .98, .99, .98, np.nan, .77],
+    [.97, .95, .98, .97, .97, .98, .98, .97, .98, np.nan]])
+PUBLISHED_DEPTH, PUBLISHED_WIDTH = 5, 1024   # the document's baseline network: 5 hidden layers of 1024 LUTs
+
+# ------------------------------------------------------------------------------------------ table builders
+def read_rows(paths) -> pd.DataFrame:
+    """The raw rows of one or more job outputs (CSV), concatenated."""
+    paths = [paths] if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__") else list(paths)
+    return pd.concat([pd.read_csv(f) for f in paths], ignore_index=True)
+
+
+def _measured(raw: pd.DataFrame, keys: list[str], values: dict[str, str]) -> pd.DataFrame:
+    """Mean / sd over seeds of ``values`` ({split name: column}) per ``keys``; long format with a split column."""
+    parts = []
+    for split, column in values.items():
+        g = raw.groupby(keys, sort=False, dropna=False)[column]
+        parts.append(pd.DataFrame({"split": split, "measured": g.mean(), "measured_sd": g.std(ddof=1),
+                                   "n_seeds": g.count()}).reset_index())
+    return pd.concat(parts, ignore_index=True)
+
+
+def build_table1(raw: pd.DataFrame) -> pd.DataFrame:
+    """Long Table 1: dataset, method, split (train/test), published, measured, measured_sd, n_seeds, n_train,
+    n_train_full, n_train_eval, note. ``published`` is empty where the document has no number (or ran
+    memorization with another k)."""
+    raw = raw.copy()
+    raw["k"] = pd.to_numeric(raw.get("k"), errors="coerce")
+    keys = ["dataset", "method"]
+    table = _measured(raw, keys, {"train": "train_acc", "test": "test_acc"})
+    info = raw.groupby(keys, sort=False).agg(k=("k", "first"), n_train=("n_train", "first"),
+                                             n_train_full=("n_train_full", "first"),
+                                             n_train_eval=("n_train_eval", "first")).reset_index()
+    table = table.merge(info, on=keys)
+
+    def published(r):
+        pub = PUBLISHED_TABLE1.get(r.dataset, {}).get(r.method)
+        if pub is None or (r.method == "memorization" and r.k != PUBLISHED_TABLE1_K.get(r.dataset)):
+            return np.nan
+        return pub[0 if r.split == "train" else 1]
+
+    def label(r):
+        if r.method == "memorization":
+            return f"memorization (k={int(r.k)})"
+        if re.fullmatch(r"knn\d+", r.method) and r.method not in TABLE1_NAMES:
+            return f"{r.method[3:]}-nearest neighbors"
+        return TABLE1_NAMES.get(r.method, r.method)
+
+    def note(r):
+        notes = []
+        if r.n_train < r.n_train_full:
+            notes.append(f"trained on {r.n_train} of {r.n_train_full} examples (config lut.table1.max_train)")
+        if r.split == "train" and r.n_train_eval < r.n_train:
+            notes.append(f"training accuracy on {r.n_train_eval} training examples")
+        return "; ".join(notes)
+
+    table["published"] = [published(r) for r in table.itertuples()]
+    table["note"] = [note(r) for r in table.itertuples()]
+    table["method_key"] = table["method"]
+    table["method"] = [label(r) for r in table.itertuples()]
+    order = {m: i for i, m in enumerate(TABLE1_ORDER)}
+    datasets = {d: i for i, d in enumerate(dict.fromkeys(raw["dataset"]))}       # as the rows come (config order)
+    table["_d"] = table["dataset"].map(datasets)
+    table["_o"] = [order.get(m, len(order)) for m in table["method_key"]]
+    table["_s"] = table["split"].map({"train": 0, "test": 1})
+    table = table.sort_values(["_d", "_o", "method_key", "_s"], kind="stable")
+    cols = ["dataset", "method", "method_key", "split", "published", "measured", "measured_sd", "n_seeds",
+            "n_train", "n_train_full", "n_train_eval", "note"]
+    return table[cols].reset_index(drop=True)
+
+
+def build_table2(raw: pd.DataFrame) -> pd.DataFrame:
+    """Long Table 2: layer ("0" = inputs ... last = output LUT, "network" = the test accuracy), statistic
+    (count/mean/std/min/max, test accuracy), published, measured, measured_sd, n_seeds."""
+    k = int(raw["k"].iloc[0])
+    stats = ["count", "mean", "std", "min", "max"]
+    long = raw.melt(id_vars=["layer", "seed"], value_vars=stats, var_name="statistic", value_name="value")
+    table = _measured(long, ["layer", "statistic"], {"train": "value"}).drop(columns="split")
+    test = _measured(raw.drop_duplicates("seed"), ["k"], {"test": "test_acc"})
+    test = test.assign(layer="network", statistic="test accuracy").drop(columns=["k", "split"])
+    table["layer"] = table["layer"].astype(int)
+    table["_s"] = table["statistic"].map({s: i for i, s in enumerate(stats)})
+    table = table.sort_values(["layer", "_s"]).drop(columns="_s")
+    table["layer"] = table["layer"].astype(str)
+    table = pd.concat([table, test], ignore_index=True)
+    pub = {}
+    if k == PUBLISHED_TABLE2_K and raw["layer"].max() == len(PUBLISHED_TABLE2) - 1:
+        for row in PUBLISHED_TABLE2:
+            pub.update({(str(row[0]), s): v for s, v in zip(stats, row[1:])})
+        pub[("network", "test accuracy")] = PUBLISHED_TABLE2_TEST
+    table["published"] = [pub.get((r.layer, r.statistic), np.nan) for r in table.itertuples()]
+    table.insert(0, "k", k)
+    return table[["k", "layer", "statistic", "published", "measured", "measured_sd", "n_seeds"]]
+
+
+def build_table3(raw: pd.DataFrame, depth: int = PUBLISHED_DEPTH, ks=None) -> pd.DataFrame:
+    """Long Table 3 from sweep rows (columns labels = real/random, k, depth; only ``ks`` if given): k, labels,
+    split, published, measured, measured_sd, n_seeds."""
+    raw = raw[(raw["depth"] == depth) & (raw["k"].isin(list(ks)) if ks is not None else True)]
+    table = _measured(raw, ["labels", "k"], {"train": "train_acc", "test": "test_acc"})
+    col = {("real", "train"): 0, ("real", "test"): 1, ("random", "train"): 2, ("random", "test"): 3}
+    same = raw["dataset"].iloc[0] == PUBLISHED_TABLE3_DATASET if len(raw) else False
+    table["published"] = [PUBLISHED_TABLE3[r.k][col[(r.labels, r.split)]]
+                          if same and r.k in PUBLISHED_TABLE3 and (r.labels, r.split) in col else np.nan
+                          for r in table.itertuples()]
+    table = table.sort_values(["k", "labels", "split"], ascending=[True, True, False]).reset_index(drop=True)
+    return table[["k", "labels", "split", "published", "measured", "measured_sd", "n_seeds"]]
+
+
+def build_table4(raw: pd.DataFrame, k: int = PUBLISHED_TABLE4_K, depth: int = PUBLISHED_DEPTH) -> pd.DataFrame:
+    """Long Table 4 from pairwise rows: a, b, name_a, name_b, split, published, measured, measured_sd,
+    n_seeds. In the matrix layout training accuracy is at (row b, column a), test at (row a, column b)."""
+    raw = raw[(raw["k"] == k) & (raw["depth"] == depth)]
+    table = _measured(raw, ["a", "b", "name_a", "name_b"], {"train": "train_acc", "test": "test_acc"})
+    same = (len(raw) and raw["dataset"].iloc[0] == PUBLISHED_TABLE4_DATASET and k == PUBLISHED_TABLE4_K)
+
+    def published(r):
+        if not same or max(r.a, r.b) >= len(PUBLISHED_TABLE4):
+            return np.nan
+        lo, hi = min(r.a, r.b), max(r.a, r.b)
+        return PUBLISHED_TABLE4[hi, lo] if r.split == "train" else PUBLISHED_TABLE4[lo, hi]
+
+    table["published"] = [published(r) for r in table.itertuples()]
+    table = table.sort_values(["a", "b", "split"], ascending=[True, True, False]).reset_index(drop=True)
+    table.insert(0, "k", k)
+    return table[["k", "a", "b", "name_a", "name_b", "split", "published", "measured", "measured_sd", "n_seeds"]]
+
+
+def table4_matrices(table4: pd.DataFrame, n_classes: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(published, measured) matrices of a long Table 4: training below the diagonal, test above."""
+    n = n_classes or int(max(table4["a"].max(), table4["b"].max())) + 1
+    names = {**{r.a: r.name_a for r in table4.itertuples()}, **{r.b: r.name_b for r in table4.itertuples()}}
+    labels = [names.get(i, str(i)) for i in range(n)]
+    mats = {c: np.full((n, n), np.nan) for c in ("published", "measured")}
+    for r in table4.itertuples():
+        lo, hi = min(r.a, r.b), max(r.a, r.b)
+        cell = (hi, lo) if r.split == "train" else (lo, hi)
+        for c in mats:
+            mats[c][cell] = getattr(r, c)
+    return tuple(pd.DataFrame(mats[c], index=labels, columns=labels) for c in ("published", "measured"))
+
+
+def build_figure1(k_rows: pd.DataFrame, depth_rows: pd.DataFrame | None, depth: int = PUBLISHED_DEPTH,
+                  depth_k: int | None = None, depths=None) -> pd.DataFrame:
+    """The data behind Figure 1, one row per task, seed and network: panel ``k`` (gap vs k at the baseline
+    ``depth``) and panel ``depth`` (gap vs number of hidden layers at ``depth_k``: ``depth_rows``, joined by the
+    baseline-depth networks of the k sweep at ``depth_k`` when ``depths`` includes the baseline)."""
+    cols = ["panel", "task", "a", "b", "k", "depth", "seed", "n_train", "n_test", "train_acc", "test_acc", "gap"]
+    k_panel = k_rows[k_rows["depth"] == depth].assign(panel="k")
+    parts = [k_panel]
+    if depth_k is None and depth_rows is not None and len(depth_rows):
+        depth_k = int(depth_rows["k"].iloc[0])
+    if depth_k is not None:
+        extra = k_panel[k_panel["k"] == depth_k]
+        if depths is not None:
+            extra = extra[extra["depth"].isin(list(depths))]
+        if depth_rows is not None:
+            extra = extra[~extra["depth"].isin(depth_rows["depth"])]
+        parts.append(pd.concat([d for d in (depth_rows, extra) if d is not None]).assign(panel="depth"))
+    out = pd.concat(parts, ignore_index=True)[cols]
+    return out.sort_values(["panel", "k", "depth", "a", "b", "seed"],
+                           ascending=[False, True, True, True, True, True]).reset_index(drop=True)
+
+
+def build_ext_bits(raw: pd.DataFrame, depth: int = PUBLISHED_DEPTH, ks=None, codings=None) -> pd.DataFrame:
+    """Long table of the bits-per-channel sweep: coding, bits, k, labels, split, published, measured, ...
+    ``published`` is the document's Table 1 memorization number where it applies (1 bit per channel at 128,
+    real labels, k=10 on CIFAR-10; k=12 on MNIST)."""
+    raw = raw[raw["depth"] == depth]
+    if ks is not None:
+        raw = raw[raw["k"].isin(list(ks))]
+    if codings is not None:
+        raw = raw[raw["coding"].isin(list(codings))]
+    table = _measured(raw, ["dataset", "coding", "labels", "k"], {"train": "train_acc", "test": "test_acc"})
+    table["bits"] = [parse_coding(c)["bits"] for c in table["coding"]]
+
+    def published(r):
+        pub = PUBLISHED_TABLE1.get(r.dataset, {}).get("memorization")
+        if pub and r.coding == "threshold128" and r.labels == "real" and r.k == PUBLISHED_TABLE1_K.get(r.dataset):
+            return pub[0 if r.split == "train" else 1]
+        return np.nan
+
+    table["published"] = [published(r) for r in table.itertuples()]
+    table = table.sort_values(["bits", "coding", "labels", "k", "split"],
+                              ascending=[True, True, True, True, False]).reset_index(drop=True)
+    return table[["dataset", "coding", "bits", "labels", "k", "split", "published", "measured", "measured_sd",
+                  "n_seeds"]]
+
+
+def build_ext_depth(raw: pd.DataFrame) -> pd.DataFrame:
+    """Long table of the depth sweep on the binary task: k, depth, split, published, measured, ...
+    ``published`` is the document's Table 3 (real labels) at its baseline depth of 5."""
+    table = _measured(raw, ["dataset", "k", "depth"], {"train": "train_acc", "test": "test_acc"})
+
+    def published(r):
+        if r.dataset == PUBLISHED_TABLE3_DATASET and r.depth == PUBLISHED_DEPTH and r.k in PUBLISHED_TABLE3:
+            return PUBLISHED_TABLE3[r.k][0 if r.split == "train" else 1]
+        return np.nan
+
+    table["published"] = [published(r) for r in table.itertuples()]
+    table = table.sort_values(["k", "depth", "split"], ascending=[True, True, False]).reset_index(drop=True)
+    return table[["dataset", "k", "depth", "split", "published", "measured", "measured_sd", "n_seeds"]]
+
+
+# ------------------------------------------------------------------------------------------ verdicts
+def compare(table: pd.DataFrame, tolerance: float = TOLERANCE) -> dict:
+    """Published vs measured over the rows where both exist: count, how many within ``tolerance``, mean and
+    largest absolute difference (and where), mean signed difference (measured - published)."""
+    both = table.dropna(subset=["published", "measured"])
+    diff = both["measured"] - both["published"]
+    if both.empty:
+        return {"n": 0, "within": 0, "mean_abs": np.nan, "max_abs": np.nan, "mean_diff": np.nan, "worst": None}
+    worst = both.loc[diff.abs().idxmax()]
+    return {"n": len(both), "within": int((diff.abs() <= tolerance + 1e-9).sum()), "mean_abs": float(diff.abs().mean()),
+            "max_abs": float(diff.abs().max()), "mean_diff": float(diff.mean()), "worst": worst.to_dict()}
+
+
+def verdict(table: pd.DataFrame, what: str, tolerance: float = TOLERANCE) -> str:
+    """One markdown sentence: how many published numbers of ``what`` this run reproduces within ``tolerance``."""
+    c = compare(table, tolerance)
+    if c["n"] == 0:
+        return f"{what}: no published number to compare with in this configuration."
+    share = c["within"] / c["n"]
+    word = "reproduced" if share >= 0.8 else "partly reproduced" if share >= 0.5 else "not reproduced"
+    return (f"**{what}: {word}** — {c['within']} of {c['n']} published numbers within ±{tolerance:.2f} "
+            f"(mean |difference| {c['mean_abs']:.3f}, mean measured − published {c['mean_diff']:+.3f}, "
+            f"largest {c['max_abs']:.3f}).")
+
+
+def rank_agreement(table1: pd.DataFrame, dataset: str, split: str = "test") -> float:
+    """Spearman correlation between published and measured accuracies of the Table 1 methods of ``dataset``."""
+    t = table1[(table1["dataset"] == dataset) & (table1["split"] == split)].dropna(subset=["published", "measured"])
+    if len(t) < 3:
+        return np.nan
+    return float(t["published"].rank().corr(t["measured"].rank()))
+
+
+# ------------------------------------------------------------------------------------------ report helpers
+def wide(table: pd.DataFrame, index: list[str], columns: str = "split") -> pd.DataFrame:
+    """A long table side by side: one row per ``index`` (in the table's order), ``published`` and ``measured``
+    per value of ``columns``."""
+    t = table.set_index([*index, columns])[["published", "measured"]].unstack(columns)
+    t = t.reindex(pd.MultiIndex.from_frame(table[index].drop_duplicates()) if len(index) > 1
+                  else pd.Index(table[index[0]].drop_duplicates(), name=index[0]))
+    t.columns = [f"{value} {split}" for value, split in t.columns]
+    order = [f"{v} {s}" for s in dict.fromkeys(table[columns]) for v in ("published", "measured")]
+    return t[[c for c in order if c in t.columns]].reset_index()
+
+
+def summary(tables: dict[str, pd.DataFrame], tolerance: float = TOLERANCE) -> pd.DataFrame:
+    """One row per table: published numbers compared, how many within ``tolerance``, mean and largest |diff|."""
+    rows = []
+    for name, table in tables.items():
+        if "published" not in table:
+            continue
+        c = compare(table, tolerance)
+        rows.append({"table": name, "compared": c["n"], f"within ±{tolerance:.2f}": c["within"],
+                     "mean |measured - published|": c["mean_abs"], "mean measured - published": c["mean_diff"],
+                     "largest |diff|": c["max_abs"]})
+    return pd.DataFrame(rows)
+
+
+def _claim(claim: str, document: str, measured: str, holds) -> dict:
+    return {"claim": claim, "document": document, "this run": measured,
+            "holds": "n/a" if holds is None else ("yes" if holds else "no")}
+
+
+def _value(table, **where):
+    t = table
+    for key, v in where.items():
+        t = t[t[key] == v]
+    return float(t["measured"].iloc[0]) if len(t) else np.nan
+
+
+def claims_table1(table1: pd.DataFrame) -> pd.DataFrame:
+    """The document's qualitative Table 1 claims, checked on this run's numbers."""
+    rows = []
+    for dataset in dict.fromkeys(table1["dataset"]):
+        t = table1[(table1["dataset"] == dataset) & (table1["split"] == "test")]
+        mem = _value(t, method_key="memorization")
+        rows.append(_claim(f"{dataset}: memorization is well above chance", "test accuracy well above 0.50",
+                           f"{mem:.3f}", mem > 0.55 if np.isfinite(mem) else None))
+        best = t.loc[t["measured"].idxmax(), "method"] if len(t) else "-"
+        conv = _value(t, method_key="conv_net")
+        rows.append(_claim(f"{dataset}: the conv net is best", "conv net has the best test accuracy",
+                           f"best: {best}", None if not np.isfinite(conv) else best == "conv net"))
+        nn1 = _value(t, method_key="knn1")
+        if dataset == "cifar10" and np.isfinite(nn1) and np.isfinite(mem):
+            rows.append(_claim("cifar10: memorization ties with nearest neighbours", "0.63 vs 0.63",
+                               f"{mem:.3f} vs {nn1:.3f}", abs(mem - nn1) <= TOLERANCE))
+        rho = rank_agreement(table1, dataset)
+        rows.append(_claim(f"{dataset}: methods rank as in the document", "published test-accuracy order",
+                           f"Spearman {rho:.2f}", rho >= 0.8 if np.isfinite(rho) else None))
+    return pd.DataFrame(rows)
+
+
+def claims_table2(table2: pd.DataFrame) -> pd.DataFrame:
+    t = table2[table2["layer"] != "network"].copy()
+    t["layer"] = t["layer"].astype(int)
+    mean = t[t["statistic"] == "mean"].sort_values("layer")["measured"].to_numpy()
+    std = t[(t["statistic"] == "std") & (t["layer"] >= 1)].sort_values("layer")["measured"].to_numpy()
+    test = _value(table2, layer="network")
+    return pd.DataFrame([
+        _claim("LUT training accuracy rises layer by layer", "mean 0.51 (inputs) -> 0.89 (output)",
+               " -> ".join(f"{v:.2f}" for v in mean), bool(np.all(np.diff(mean) > -1e-9)) if len(mean) > 1 else None),
+        _claim("the spread over LUTs shrinks with depth", "std 0.040 (layer 1) -> 0.0015 (layer 5)",
+               " -> ".join(f"{v:.4f}" for v in std[:-1]) if len(std) > 1 else "-",
+               bool(std[-2] < std[0]) if len(std) > 2 else None),
+        _claim("test accuracy", f"{PUBLISHED_TABLE2_TEST:.2f}", f"{test:.3f}",
+               abs(test - PUBLISHED_TABLE2_TEST) <= TOLERANCE if np.isfinite(test) else None),
+    ])
+
+
+def claims_table3(table3: pd.DataFrame) -> pd.DataFrame:
+    def series(labels, split):
+        t = table3[(table3["labels"] == labels) & (table3["split"] == split)].sort_values("k")
+        return t["k"].to_numpy(), t["measured"].to_numpy()
+
+    k, real_train = series("real", "train")
+    _, real_test = series("real", "test")
+    kr, rand_train = series("random", "train")
+    _, rand_test = series("random", "test")
+    rows = [_claim("training accuracy rises with k (real labels)", "0.66 -> 1.00",
+                   " -> ".join(f"{v:.2f}" for v in real_train), bool(np.all(np.diff(real_train) > -0.005))
+                   if len(real_train) > 1 else None)]
+    if len(real_test):
+        peak = int(k[np.argmax(real_test)])
+        rows.append(_claim("test accuracy peaks at an intermediate k", "peak 0.90 at k=12, 0.66 at k=16",
+                           f"peak {real_test.max():.3f} at k={peak}, {real_test[-1]:.3f} at k={int(k[-1])}",
+                           bool(k[0] < peak < k[-1]) if len(k) > 2 else None))
+    if len(rand_train):
+        rows.append(_claim("random labels can be memorized", "training 0.98 at k=16",
+                           f"{rand_train[-1]:.3f} at k={int(kr[-1])}", bool(rand_train[-1] > 0.9)))
+        rows.append(_claim("no generalization on random labels", "test 0.50-0.54",
+                           f"{rand_test.min():.3f}-{rand_test.max():.3f}", bool(np.all(np.abs(rand_test - 0.5) < 0.05))))
+        common = np.intersect1d(k, kr)
+        harder = [real_train[list(k).index(c)] > rand_train[list(kr).index(c)] for c in common]
+        rows.append(_claim("random labels are harder to memorize", "lower training accuracy at every k",
+                           f"lower at {sum(harder)} of {len(harder)} k", all(harder) if harder else None))
+    return pd.DataFrame(rows)
+
+
+def gap_stats(figure1: pd.DataFrame, panel: str) -> pd.DataFrame:
+    """Per k (panel ``k``) or depth (panel ``depth``): the gap over tasks (mean over seeds first)."""
+    by = "k" if panel == "k" else "depth"
+    t = figure1[figure1["panel"] == panel].groupby([by, "task"])["gap"].mean().reset_index()
+    g = t.groupby(by)["gap"]
+    out = g.agg(tasks="count", mean="mean", std="std", min="min", max="max")
+    out["range"] = out["max"] - out["min"]
+    return out.reset_index()
+
+
+def claims_figure1(figure1: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    by_k = gap_stats(figure1, "k")
+    if len(by_k) > 1:
+        rho = float(by_k["k"].rank().corr(by_k["mean"].rank()))
+        rows.append(_claim("the gap grows with k", "goes up as k increases",
+                           " -> ".join(f"{v:.3f}" for v in by_k["mean"]) + f" (Spearman {rho:.2f})", rho >= 0.8))
+    by_d = gap_stats(figure1, "depth")
+    if len(by_d) > 1:
+        k = int(figure1.loc[figure1["panel"] == "depth", "k"].iloc[0])
+        rows.append(_claim(f"the spread of the gap over tasks shrinks with depth (k={k})", "goes down with depth",
+                           "std " + " -> ".join(f"{v:.3f}" for v in by_d["std"]),
+                           bool(by_d["std"].iloc[-1] < by_d["std"].iloc[0])))
+    return pd.DataFrame(rows)
+
+
+def claims_table4(table4: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for split in ("test", "train"):
+        t = table4[table4["split"] == split].dropna(subset=["published", "measured"])
+        if len(t) > 2:
+            r = float(np.corrcoef(t["published"], t["measured"])[0, 1])
+            rows.append(_claim(f"{split} accuracy per task follows the document", "published matrix",
+                               f"Pearson r = {r:.2f} over {len(t)} tasks, mean {t['measured'].mean():.3f} vs "
+                               f"{t['published'].mean():.3f}", r >= 0.7))
+    t = table4[table4["split"] == "test"]
+    if len(t):
+        lo = t.loc[t["measured"].idxmin()]
+        rows.append(_claim("every pairwise task is above chance", "test 0.61 (cat-dog) to 0.85",
+                           f"lowest {lo['measured']:.3f} ({lo['name_a']}-{lo['name_b']})", bool(t["measured"].min() > 0.55)))
+    return pd.DataFrame(rows)

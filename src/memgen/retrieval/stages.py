@@ -1,0 +1,222 @@
+"""The memory-augmented classifier as workflow stages (workflow/rules/retrieval.smk) and its report tables.
+
+Stages, per (dataset, split): :func:`train_backbone` -> :func:`embed_split` -> :func:`knn_stage` ->
+:func:`transformer_stage` / :func:`gate_stage` -> :func:`evaluate_stage`; then :func:`table1`,
+:func:`longtail_table` and the figures of the report section. Every stage reads and writes files so that the
+rule scripts only pass paths; logic stays here. Gates are fit on the split's validation hold-out only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from memgen.data import load_cache
+from memgen.retrieval.breakdown import evaluate_methods
+from memgen.retrieval.gates import KnnInterpolation, LearnedGate, oracle_gate
+from memgen.retrieval.memory import Neighbors, find_neighbors, knn_classify, knn_table, leave_one_out_neighbors, softmax
+from memgen.retrieval.transformer import predict_neighbor_transformer, train_neighbor_transformer
+from memgen.nets import build_net
+from memgen.runtime import resolve_device, save_npz, seed_everything, write_csv, write_json
+from memgen.splits import load_split
+from memgen.train import embed, load_checkpoint, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
+
+METRICS = ("l2", "cosine")
+PARTS = ("train", "val", "test")
+
+
+def load_split_images(cache_path, split_path):
+    """``{part: (x_uint8, y, dataset_ids)}`` for train / val / test of a split, plus the split itself."""
+    ds = load_cache(cache_path)
+    sp = load_split(split_path)
+    parts = {"train": (ds.x_train[sp.train_idx], sp.train_y, sp.train_idx),
+             "val": (ds.x_train[sp.val_idx], sp.val_y, sp.val_idx),
+             "test": (ds.x_test[sp.test_idx], sp.test_y, sp.test_idx)}
+    return parts, sp
+
+
+def backbone_epochs(settings: dict, split: str) -> int:
+    """Epochs for a split: ``split_epochs[split]`` when given, else ``epochs``."""
+    return int((settings.get("split_epochs") or {}).get(split, settings["epochs"]))
+
+
+# -------------------------------------------------------------------------------------------------- stages
+def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, settings: dict, split: str,
+                   device: str = "auto", seed: int = 0) -> dict:
+    """Train the configured backbone on the split's training part; validation accuracy on its hold-out."""
+    parts, sp = load_split_images(cache_path, split_path)
+    x, y, _ = parts["train"]
+    if len(parts["val"][0]) == 0:
+        raise ValueError(f"split '{split}' has no validation hold-out; the gates need one "
+                         "(config splits.validation_size > 0)")
+    seed_everything(seed)
+    net_kwargs = {"num_classes": sp.n_classes, "in_channels": x.shape[-1]}
+    if settings["arch"] in ("mnist_cnn", "lenet"):
+        net_kwargs["image_size"] = x.shape[1]
+    model = build_net(settings["arch"], **net_kwargs)
+    metrics = train_classifier(model, x, y, **recipe_kwargs(settings, backbone_epochs(settings, split)),
+                               device=device, seed=seed, x_val=parts["val"][0], y_val=parts["val"][1])
+    metrics["arch"], metrics["epochs"] = settings["arch"], backbone_epochs(settings, split)
+    save_checkpoint(checkpoint_path, model, metrics)
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def embed_split(cache_path, split_path, checkpoint_path, out_path, *, device: str = "auto") -> None:
+    """Embeddings and logits of train / val / test, with labels and dataset ids (``{part}_emb`` ...)."""
+    parts, sp = load_split_images(cache_path, split_path)
+    model, _ = load_checkpoint(checkpoint_path, device=resolve_device(device))
+    arrays = {"n_classes": np.int64(sp.n_classes), "test_group": sp.test_group,
+              "class_names": np.asarray(sp.class_names)}
+    for part, (x, y, ids) in parts.items():
+        arrays[f"{part}_emb"] = embed(model, x, device=device).astype(np.float32)
+        arrays[f"{part}_logits"] = predict_logits(model, x, device=device).astype(np.float32)
+        arrays[f"{part}_y"], arrays[f"{part}_ids"] = np.asarray(y, dtype=np.int64), np.asarray(ids, dtype=np.int64)
+    save_npz(out_path, **arrays)
+
+
+def load_npz(path) -> dict:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def neighbors_of(nb: dict, metric: str, part: str) -> Neighbors:
+    return Neighbors(nb[f"{metric}_{part}_ids"], nb[f"{metric}_{part}_dist"], metric)
+
+
+def knn_stage(emb_path, out_npz, out_csv, *, ks, device: str = "auto") -> pd.DataFrame:
+    """Exact neighbours (ids + distances, both metrics) of train (leave-one-out), val and test among the
+    training embeddings; accuracy of majority / distance-weighted votes for every k on val and test."""
+    e = load_npz(emb_path)
+    kmax = max(ks)
+    keys, n_classes = e["train_emb"], int(e["n_classes"])
+    if len(keys) <= kmax:
+        raise ValueError(f"k up to {kmax} needs more than {kmax} training examples, the memory has {len(keys)}; "
+                         "shorten retrieval.k")
+    arrays, rows = {}, []
+    for metric in METRICS:
+        for part in PARTS:
+            nb = (leave_one_out_neighbors(keys, kmax, metric=metric, device=device) if part == "train" else
+                  find_neighbors(e[f"{part}_emb"], keys, kmax, metric=metric, device=device))
+            arrays[f"{metric}_{part}_ids"], arrays[f"{metric}_{part}_dist"] = nb.ids, nb.dist
+    for part in ("val", "test"):
+        tab = knn_table({m: neighbors_of(arrays, m, part) for m in METRICS}, e["train_y"], e[f"{part}_y"],
+                        n_classes, ks=ks)
+        rows.append(tab.assign(part=part))
+    save_npz(out_npz, **arrays)
+    table = pd.concat(rows, ignore_index=True)
+    write_csv(out_csv, table)
+    return table
+
+
+def transformer_stage(emb_path, nb_path, out_npz, out_json, *, variant: str, settings: dict, device: str = "auto",
+                      seed: int = 0) -> dict:
+    """Train the neighbour Transformer (one variant) on the memory with leave-one-out l2 neighbours; logits
+    for val and test."""
+    e, nb = load_npz(emb_path), load_npz(nb_path)
+    k = int(settings["k"])
+    train_nb = neighbors_of(nb, "l2", "train")
+    if k > train_nb.k:
+        raise ValueError(f"retrieval.transformer.k={k} exceeds the largest retrieval.k ({train_nb.k})")
+    model, metrics = train_neighbor_transformer(
+        e["train_emb"], e["train_y"], train_nb, n_classes=int(e["n_classes"]), variant=variant, k=k,
+        epochs=settings["epochs"], batch_size=settings["batch_size"], lr=settings["lr"],
+        d_model=settings["d_model"], n_layers=settings["layers"], n_heads=settings["heads"],
+        dim_ff=2 * settings["d_model"], seed=seed, device=device,
+        val=(e["val_emb"], e["val_y"], neighbors_of(nb, "l2", "val")), show_progress=True)
+    out = {}
+    for part in ("val", "test"):
+        out[f"{part}_logits"] = predict_neighbor_transformer(model, e[f"{part}_emb"], e["train_emb"], e["train_y"],
+                                                             neighbors_of(nb, "l2", part), device=device)
+        out[f"{part}_accuracy"] = float((out[f"{part}_logits"].argmax(1) == e[f"{part}_y"]).mean())
+    save_npz(out_npz, val_logits=out["val_logits"], test_logits=out["test_logits"])
+    metrics = {**{k_: v for k_, v in metrics.items() if np.isscalar(v) or isinstance(v, (list, dict))},
+               "variant": variant, "val_accuracy": out["val_accuracy"], "test_accuracy": out["test_accuracy"]}
+    write_json(out_json, metrics)
+    return metrics
+
+
+def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_k: int) -> dict:
+    """Oracle gate (network vs 1-NN), learned gate and kNN-LM interpolation, fit on validation only."""
+    e, nb, sp = load_npz(emb_path), load_npz(nb_path), load_split(split_path)
+    n_classes = int(e["n_classes"])
+    probs = {p: softmax(e[f"{p}_logits"]) for p in ("val", "test")}
+    nbs = {p: neighbors_of(nb, "l2", p).head(gate_k) for p in ("val", "test")}
+    labels = {p: e["train_y"][nbs[p].ids] for p in ("val", "test")}
+    shares = {p: knn_classify(labels[p], n_classes, k=gate_k)[1] for p in ("val", "test")}
+    one_nn = e["train_y"][nb["l2_test_ids"][:, 0]]
+    net_pred = probs["test"].argmax(1)
+    oracle = oracle_gate(net_pred, one_nn, e["test_y"])
+    gate = LearnedGate().fit(probs["val"], shares["val"], nbs["val"].dist, e["val_y"],
+                             example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
+    learned = gate.predict(probs["test"], shares["test"], nbs["test"].dist)
+    interp = KnnInterpolation().fit(probs["val"], labels["val"], nbs["val"].dist, e["val_y"], n_classes=n_classes,
+                                    example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
+    knnlm = interp.predict_proba(probs["test"], labels["test"], nbs["test"].dist).argmax(1)
+    save_npz(out_npz, oracle=oracle, learned_gate=learned, knn_lm=knnlm,
+             learned_gate_use_knn=gate.knn_probability(probs["test"], shares["test"], nbs["test"].dist))
+    info = {"gate_k": gate_k, "learned_gate_constant": gate.constant, "learned_gate_n_fit": gate.n_fit,
+            "knn_lm_lambda": interp.lam, "knn_lm_temperature": interp.temperature,
+            "n_val": int(len(e["val_y"])), "oracle_accuracy": float((oracle == e["test_y"]).mean()),
+            "learned_gate_accuracy": float((learned == e["test_y"]).mean()),
+            "knn_lm_accuracy": float((knnlm == e["test_y"]).mean())}
+    write_json(out_json, info)
+    return info
+
+
+def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weighting: str = "majority",
+                variant: str | None = None) -> str:
+    """Display names of the methods, as in the document's Table 1 where it has them."""
+    if kind == "net":
+        return "network"
+    if kind == "knn":
+        extra = [s for s, on in (("distance-weighted", weighting == "distance"), ("cosine", metric == "cosine")) if on]
+        return f"{k}-NN" + (f" ({', '.join(extra)})" if extra else "")
+    if kind == "transformer":
+        return f"{k}-NN Transformer" + ("" if variant == "ce" else f" ({variant})")
+    return {"oracle": "Oracle gate 1-NN/network", "learned_gate": "Learned gate network/k-NN",
+            "knn_lm": "kNN-LM interpolation"}[kind]
+
+
+def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_path, out_predictions,
+                   out_summary, out_per_class, out_per_group, *, ks, transformer_k: int, gate_k: int,
+                   dataset: str, split: str) -> pd.DataFrame:
+    """Test predictions of every method; summary (overall, many/medium/few, worst class / group), per class
+    and per group tables, each with ``dataset``, ``split`` and ``method`` columns."""
+    e, nb, g, sp = load_npz(emb_path), load_npz(nb_path), load_npz(gate_npz), load_split(split_path)
+    n_classes, y = int(e["n_classes"]), e["test_y"]
+    preds = {method_name("net"): e["test_logits"].argmax(1)}
+    for metric in METRICS:
+        labels = e["train_y"][nb[f"{metric}_test_ids"]]
+        for weighting in ("majority", "distance"):
+            for k in ks:
+                if metric == "cosine" and weighting == "distance":
+                    continue
+                preds[method_name("knn", k=k, metric=metric, weighting=weighting)] = knn_classify(
+                    labels, n_classes, k=k, dist=nb[f"{metric}_test_dist"], weighting=weighting)[0]
+    for variant, path in transformer_npzs.items():
+        preds[method_name("transformer", k=transformer_k, variant=variant)] = load_npz(path)["test_logits"].argmax(1)
+    for kind in ("oracle", "learned_gate", "knn_lm"):
+        preds[method_name(kind)] = g[kind]
+    counts = np.bincount(e["train_y"], minlength=n_classes)
+    summary, per_class, per_group = evaluate_methods(preds, y, n_classes=n_classes, train_counts=counts,
+                                                     groups=e["test_group"], class_names=sp.class_names)
+    tag = {"dataset": dataset, "split": split}
+    summary = summary.assign(**tag)
+    summary["arch"] = load_checkpoint_arch(emb_path)
+    write_csv(out_summary, summary)
+    write_csv(out_per_class, per_class.assign(**tag))
+    write_csv(out_per_group, per_group.assign(**tag))
+    save_npz(out_predictions, y=y, test_ids=e["test_ids"], train_ids=e["train_ids"], train_y=e["train_y"],
+             l2_test_ids=nb["l2_test_ids"][:, :min(5, nb["l2_test_ids"].shape[1])],
+             methods=np.asarray(list(preds)), preds=np.stack(list(preds.values())))
+    return summary
+
+
+def load_checkpoint_arch(emb_path) -> str:
+    """The backbone's architecture name, read from the metrics json next to the embeddings."""
+    path = Path(emb_path).with_name("backbone.json")
+    return json.loads(path.read_text()).get("arch", "network") if path.exists() else "network"

@@ -1,0 +1,115 @@
+"""The memorization study's workflow stages on a small generated task: inputs by feature kind, exports in the
+dataset's original order, the last-layer and consistency tables, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memgen.influence import stages, tables
+from memgen.data import Dataset, save_cache
+from memgen.runtime import save_npz
+from memgen.splits import make_split, save_split
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A 10-class image cache, its 'full' split (with a hold-out) and matching 'embeddings' of that split."""
+    rng = np.random.default_rng(0)
+    y_train, y_test = np.arange(300) % 10, np.arange(60) % 10
+    x_train = rng.integers(0, 256, (300, 8, 8, 1), dtype=np.uint8)
+    x_test = rng.integers(0, 256, (60, 8, 8, 1), dtype=np.uint8)
+    save_cache(Dataset(x_train, y_train, x_test, y_test, [str(c) for c in range(10)]), tmp_path / "cache.npz")
+    split = make_split("full", y_train, y_test, [str(c) for c in range(10)], dataset="toy", validation_size=50)
+    save_split(split, tmp_path / "split.npz")
+    centers = rng.normal(size=(10, 4))
+    emb = {"train": centers[split.train_y] + 0.3 * rng.normal(size=(len(split.train_y), 4)),
+           "test": centers[split.test_y] + 0.3 * rng.normal(size=(len(split.test_y), 4))}
+    save_npz(tmp_path / "embeddings.npz", train_emb=emb["train"].astype(np.float32), train_ids=split.train_idx,
+             test_emb=emb["test"].astype(np.float32), test_ids=split.test_idx, train_y=split.train_y,
+             test_y=split.test_y, test_logits=np.eye(10)[split.test_y].astype(np.float32))
+    return {"cache": tmp_path / "cache.npz", "split": tmp_path / "split.npz", "embeddings": tmp_path / "embeddings.npz",
+            "split_obj": split, "x_train": x_train, "dir": tmp_path}
+
+
+def test_task_inputs_follow_the_split_and_the_feature_kind(files):
+    sp = files["split_obj"]
+    pixels = stages.load_task({"features": "pixels"}, files["cache"], files["split"])
+    assert np.array_equal(pixels.train_index, sp.train_idx) and len(pixels.train_index) == 250
+    assert np.array_equal(pixels.x_train, files["x_train"][sp.train_idx])
+    emb = stages.load_task({"features": "embeddings"}, files["cache"], files["split"], files["embeddings"])
+    assert emb.x_train.shape == (250, 4) and np.array_equal(emb.y_train, sp.train_y)
+    bits = stages.load_task({"features": "bits"}, files["cache"], files["split"],
+                        binarization={"scheme": "threshold", "threshold": 128})
+    assert set(np.unique(bits.x_train)) <= {0, 1} and bits.x_train.shape == (250, 64)
+    with pytest.raises(ValueError, match="lut.binarize"):
+        stages.load_task({"features": "bits"}, files["cache"], files["split"])
+
+
+def test_embeddings_of_another_split_are_refused(files, tmp_path):
+    with np.load(files["embeddings"]) as e:
+        arrays = {k: e[k] for k in e.files}
+    arrays["train_ids"] = arrays["train_ids"][::-1]
+    save_npz(tmp_path / "other.npz", **arrays)
+    with pytest.raises(ValueError, match="another split.*rerun embed"):
+        stages.load_task({"features": "embeddings"}, files["cache"], files["split"], tmp_path / "other.npz")
+
+
+def test_unknown_learner_is_named(files):
+    task = stages.load_task({"features": "pixels"}, files["cache"], files["split"])
+    with pytest.raises(ValueError, match="unknown learner 'svm'"):
+        stages.build_learner({"learner": "svm"}, task)
+
+
+def test_shards_estimate_and_exports_use_the_dataset_order(files, tmp_path):
+    study = {"dataset": "toy", "split": "full", "learner": "knn", "features": "embeddings", "t": 8, "seed": 0,
+             "settings": {"k": 1}}
+    task = stages.load_task(study, files["cache"], files["split"], files["embeddings"])
+    shards = [tmp_path / "a.npz", tmp_path / "b.npz"]
+    stages.shard_stage(study, task, 0, 5, shards[0], ratio=0.7, device="cpu")
+    stages.shard_stage(study, task, 5, 8, shards[1], ratio=0.7, device="cpu")
+    names = ("scores_csv", "scores_npz", "pairs", "influencers", "convergence", "summary")
+    outputs = {n: tmp_path / f"{n}.out" for n in names}
+    influence = {"threshold": 0.15, "mem_threshold": 0.25, "top_k": 2, "rows": "all"}
+    summary = stages.estimate_stage("toy_knn", study, task, shards, outputs, influence=influence, device="cpu")
+    scores = pd.read_csv(outputs["scores_csv"])
+    assert np.array_equal(scores["index"], files["split_obj"].train_idx)      # original dataset indices
+    assert np.array_equal(scores["label"], files["split_obj"].train_y)
+    assert summary["t"] == 8 and summary["n_train"] == 250
+    assert summary["n_mem_ge_0.25"] == int((scores["mem"] >= 0.25).sum())
+    assert json.loads(outputs["summary"].read_text())["learner_name"] == "knn_k1_l2_d4"
+    top = pd.read_csv(outputs["influencers"])
+    assert set(top["test_index"]) == set(files["split_obj"].test_idx) and len(top) == 2 * 60
+    with pytest.raises(Exception, match="models 8..11"):                       # t larger than the shards cover
+        stages.estimate_stage("toy_knn", {**study, "t": 12}, task, shards, outputs, influence=influence, device="cpu")
+
+
+def test_last_layer_table_puts_published_beside_measured():
+    summaries = pd.DataFrame([{"study": "lin", "test_acc_mean": 0.9, "n_mem_ge_0.25": 12},
+                              {"study": "net", "test_acc_mean": 0.8, "n_mem_ge_0.25": 900}])
+    table = tables.last_layer_table(summaries, "lin", "net", {"test_accuracy": 0.95}).set_index("quantity")
+    assert table.loc["examples with mem >= 0.25, linear models", "published (CIFAR-100, ResNet50)"] == 38
+    assert table.loc["examples with mem >= 0.25, full networks", "measured"] == 900
+    assert table.loc["test accuracy, backbone trained on 100% (%)", "measured"] == pytest.approx(95)
+    alone = tables.last_layer_table(summaries, "lin", None, None).set_index("quantity")
+    assert np.isnan(alone.loc["examples with mem >= 0.25, full networks", "measured"])
+    assert alone.loc["examples with mem >= 0.25, full networks", "note"] == "not configured at this preset"
+
+
+def test_consistency_needs_the_same_training_set(tmp_path):
+    for name, n in (("a", 10), ("b", 10), ("c", 12)):
+        np.savez(tmp_path / f"{name}.npz", mem=np.linspace(0, 1, n))
+        pd.DataFrame({"train_pos": [0], "test_pos": [0], "mem": [0.9], "infl": [0.5]}).to_csv(tmp_path / f"{name}.csv")
+    scores = {k: tmp_path / f"{k}.npz" for k in "abc"}
+    pairs = {k: tmp_path / f"{k}.csv" for k in "abc"}
+    same = tables.consistency_table([("a", "b")], scores, pairs, [0.5], [0.15])
+    row = same[same.kind == "mem"].iloc[0]
+    assert row.J_mem == 1.0 and row.D_mem == 0.0
+    assert same[same.kind == "infl"].iloc[0].J_infl == 1.0
+    with pytest.raises(ValueError, match="different training sets"):
+        tables.consistency_table([("a", "c")], scores, pairs, [0.5], [0.15])

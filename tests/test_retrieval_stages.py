@@ -1,0 +1,123 @@
+"""Table builders of the memory study (published beside measured) and the stages on a tiny synthetic memory."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from memgen.retrieval import figures, stages, tables
+from memgen.runtime import save_npz
+
+
+def summary(split="full", arch="resnet20", **acc):
+    rows = [{"method": m, "accuracy": a, "many_accuracy": a, "medium_accuracy": np.nan, "few_accuracy": np.nan,
+             "worst_class_accuracy": a / 2, "worst_group_accuracy": a / 2} for m, a in acc.items()]
+    return pd.DataFrame(rows).assign(split=split, arch=arch, dataset="cifar10")
+
+
+def test_table1_puts_published_beside_measured_in_the_documents_order():
+    s = summary(network=0.9, **{"1-NN": 0.8, "10-NN": 0.85, "Oracle gate 1-NN/network": 0.95,
+                                "Learned gate network/k-NN": 0.91})
+    t = tables.table1(s)
+    assert list(t.columns) == ["model", "published", "measured"]
+    assert list(t.model[:7]) == list(tables.PUBLISHED_TABLE1)
+    row = t.set_index("model")
+    assert row.loc["ResNet-20", "published"] == 91.83 and row.loc["ResNet-20", "measured"] == 90.0
+    assert row.loc["Oracle gate 1-NN/ResNet-20", "measured"] == 95.0
+    assert np.isnan(row.loc["20-NN", "measured"])          # not measured: empty, not dropped
+    extra = row.loc["Learned gate ResNet-20/k-NN"]
+    assert np.isnan(extra["published"]) and extra["measured"] == 91.0
+
+
+def test_table1_without_a_run_keeps_the_published_column():
+    t = tables.table1(None)
+    assert t.published.tolist() == list(tables.PUBLISHED_TABLE1.values()) and t.measured.isna().all()
+
+
+def test_table1_for_another_backbone_names_it():
+    t = tables.table1(summary(arch="mnist_cnn", network=0.5, **{"1-NN": 0.6}), published={})
+    assert t.model.tolist() == ["MNIST CNN", "1-NN"] and t.published.isna().all()
+
+
+def test_longtail_table_adds_the_published_baseline_only_to_lt_splits():
+    t = tables.longtail_table([summary("full", network=0.8), summary("lt100", network=0.5), summary("rare", network=0.7)])
+    base = t[t.published_baseline.notna()]
+    assert base.split.tolist() == ["lt100"] and base.published_baseline.iloc[0] == 70.4
+    assert t.loc[(t.split == "lt100") & (t.method == "ResNet-20"), "accuracy"].iloc[0] == 50.0
+    assert list(t.columns) == tables.LONGTAIL_COLUMNS
+
+
+def test_reproduction_notes_are_computed_from_the_numbers():
+    t = tables.table1(summary(network=0.9183, **{"1-NN": 0.80}))
+    notes = " ".join(tables.reproduction_notes(t))
+    assert "ResNet-20: 91.83% vs 91.83% published (+0.00 points, reproduced" in notes
+    assert "1-NN: 80.00% vs 91.00% published (-11.00 points, not reproduced" in notes
+    assert "10-NN: not measured" in notes
+    assert "Ordering ResNet-20 > 1-NN of the document holds" in notes
+
+
+def test_backbone_epochs_per_split():
+    settings = {"epochs": 5, "split_epochs": {"lt10": 3}}
+    assert stages.backbone_epochs(settings, "lt10") == 3 and stages.backbone_epochs(settings, "full") == 5
+
+
+def test_knn_gate_and_evaluate_stages_on_a_separable_memory(tmp_path):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 8)) * 5
+
+    def part(n, offset):
+        y = np.arange(n) % 3
+        return (centers[y] + rng.normal(size=(n, 8))).astype(np.float32), y, np.arange(n) + offset
+
+    arrays = {"n_classes": np.int64(3), "class_names": np.array(["a", "b", "c"])}
+    for name, (n, off) in {"train": (90, 0), "val": (30, 1000), "test": (30, 0)}.items():
+        emb, y, ids = part(n, off)
+        logits = np.eye(3)[(y + (rng.random(n) < 0.3)) % 3] * 3     # a network that is wrong 30% of the time
+        arrays.update({f"{name}_emb": emb, f"{name}_logits": logits.astype(np.float32), f"{name}_y": y,
+                       f"{name}_ids": ids})
+    arrays["test_group"] = arrays["test_y"]
+    save_npz(tmp_path / "emb.npz", **arrays)
+    (tmp_path / "backbone.json").write_text(json.dumps({"arch": "resnet20"}))
+    table = stages.knn_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "knn.csv", ks=[1, 5], device="cpu")
+    assert (table[table.part == "test"].accuracy > 0.9).all()
+    nb = stages.load_npz(tmp_path / "nb.npz")
+    assert not (nb["l2_train_ids"] == np.arange(90)[:, None]).any()           # leave-one-out
+    split = tmp_path / "split.npz"
+    save_npz(split, train_idx=arrays["train_ids"], train_y=arrays["train_y"], val_idx=arrays["val_ids"],
+             val_y=arrays["val_y"], test_idx=arrays["test_ids"], test_y=arrays["test_y"],
+             train_group=arrays["train_y"], test_group=arrays["test_y"], n_classes=np.int64(3),
+             class_names=np.array(["a", "b", "c"]))
+    info = stages.gate_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", split, tmp_path / "g.npz", tmp_path / "g.json",
+                         gate_k=5)
+    assert info["oracle_accuracy"] >= info["knn_lm_accuracy"] - 1e-9 and info["oracle_accuracy"] > 0.9
+    s = stages.evaluate_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "g.npz", {}, split,
+                          tmp_path / "p.npz", tmp_path / "s.csv", tmp_path / "pc.csv", tmp_path / "pg.csv",
+                          ks=[1, 5], transformer_k=5, gate_k=5, dataset="toy", split="full")
+    acc = s.set_index("method").accuracy
+    assert acc["1-NN"] > acc["network"] and {"Learned gate network/k-NN", "kNN-LM interpolation"} <= set(acc.index)
+    assert tables.table1(s).set_index("model").loc["ResNet-20", "measured"] == pytest.approx(100 * acc["network"],
+                                                                                          abs=0.01)
+
+
+def test_gate_refuses_validation_examples_from_the_training_set(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = {"n_classes": np.int64(2)}
+    for name in ("train", "val", "test"):
+        arrays.update({f"{name}_emb": rng.normal(size=(20, 4)).astype(np.float32),
+                       f"{name}_logits": rng.normal(size=(20, 2)).astype(np.float32),
+                       f"{name}_y": np.arange(20) % 2, f"{name}_ids": np.arange(20)})
+    save_npz(tmp_path / "emb.npz", **arrays)
+    stages.knn_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "knn.csv", ks=[1, 3], device="cpu")
+    save_npz(tmp_path / "split.npz", train_idx=np.arange(20), train_y=arrays["train_y"], val_idx=np.arange(20),
+             val_y=arrays["val_y"], test_idx=np.arange(20), test_y=arrays["test_y"], train_group=arrays["train_y"],
+             test_group=arrays["test_y"], n_classes=np.int64(2), class_names=np.array(["a", "b"]))
+    with pytest.raises(ValueError, match="validation hold-out"):
+        stages.gate_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "split.npz", tmp_path / "g.npz",
+                      tmp_path / "g.json", gate_k=3)
+
+
+def test_fix_examples_spread_over_classes():
+    y = np.array([0, 0, 0, 1, 1, 2])
+    assert figures._spread(np.array([0, 1, 2, 3, 5]), y, 3).tolist() == [0, 3, 5]
+    assert figures._spread(np.array([0, 1, 2]), y, 2).tolist() == [0, 1]

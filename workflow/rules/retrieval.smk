@@ -1,0 +1,241 @@
+# The memory-augmented classifier: a backbone (ResNet-20 on CIFAR-10, a small CNN on MNIST) whose training
+# embeddings form an explicit memory; k-NN votes, a Transformer over the neighbours and gates between the
+# network and the memory (memgen.retrieval.memory, staged by memgen.retrieval.stages). Per (dataset, split) under
+# results/retrieval/{dataset}/{split}/; the document's Table 1 and the long-tail tables under results/tables/.
+
+
+include: "retrieval_common.smk"
+
+
+rule train_backbone:
+    """Train the dataset's backbone on the split's training part (validation accuracy on its hold-out)."""
+    input:
+        cache="results/data/{dataset}.npz",
+        split="results/splits/{dataset}/{split}.npz",
+        code=script_code("train_backbone"),
+    output:
+        checkpoint="results/retrieval/{dataset}/{split}/backbone.pt",
+        metrics="results/retrieval/{dataset}/{split}/backbone.json",
+    params:
+        settings=lambda wc: backbone_settings(wc.dataset),
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "results/logs/train_backbone/{dataset}/{split}.log",
+    benchmark:
+        "results/benchmarks/train_backbone/{dataset}/{split}.tsv"
+    threads: RETRIEVAL["threads"]
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=6000,
+        gpu=RETRIEVAL_GPU,
+    script:
+        "../../src/scripts/train_backbone.py"
+
+
+rule embed:
+    """Embeddings (after global average pooling) and logits of the split's train, validation and test images."""
+    input:
+        cache="results/data/{dataset}.npz",
+        split="results/splits/{dataset}/{split}.npz",
+        checkpoint="results/retrieval/{dataset}/{split}/backbone.pt",
+        code=script_code("embed"),
+    output:
+        "results/retrieval/{dataset}/{split}/embeddings.npz",
+    params:
+        device=config["device"],
+    log:
+        "results/logs/embed/{dataset}/{split}.log",
+    benchmark:
+        "results/benchmarks/embed/{dataset}/{split}.tsv"
+    threads: RETRIEVAL["threads"]
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=6000,
+        gpu=RETRIEVAL_GPU,
+    script:
+        "../../src/scripts/embed.py"
+
+
+rule knn:
+    """Exact neighbours (l2 and cosine) of train (leave-one-out), validation and test in the memory; k-NN
+    accuracy (majority and distance-weighted) for every k."""
+    input:
+        embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
+        code=script_code("knn"),
+    output:
+        neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
+        table="results/retrieval/{dataset}/{split}/knn.csv",
+    params:
+        ks=RETRIEVAL["k"],
+        device=config["device"],
+    log:
+        "results/logs/knn/{dataset}/{split}.log",
+    benchmark:
+        "results/benchmarks/knn/{dataset}/{split}.tsv"
+    threads: RETRIEVAL["threads"]
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=4000,
+        gpu=RETRIEVAL_GPU,
+    script:
+        "../../src/scripts/knn.py"
+
+
+rule neighbor_transformer:
+    """A Transformer over the query and its k neighbours (one variant), trained on the memory with
+    leave-one-out neighbours."""
+    input:
+        embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
+        neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
+        code=script_code("neighbor_transformer"),
+    output:
+        logits="results/retrieval/{dataset}/{split}/transformer_{variant}.npz",
+        metrics="results/retrieval/{dataset}/{split}/transformer_{variant}.json",
+    wildcard_constraints:
+        variant="ce|query_drop|aux",
+    params:
+        settings=TRANSFORMER,
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "results/logs/neighbor_transformer/{dataset}/{split}/{variant}.log",
+    benchmark:
+        "results/benchmarks/neighbor_transformer/{dataset}/{split}/{variant}.tsv"
+    threads: RETRIEVAL["threads"]
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=4000,
+        gpu=RETRIEVAL_GPU,
+    script:
+        "../../src/scripts/neighbor_transformer.py"
+
+
+rule gate:
+    """Oracle gate (network vs 1-NN), a learned gate and kNN-LM interpolation, both fit on validation only."""
+    input:
+        embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
+        neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
+        split="results/splits/{dataset}/{split}.npz",
+        code=script_code("gate"),
+    output:
+        predictions="results/retrieval/{dataset}/{split}/gates.npz",
+        info="results/retrieval/{dataset}/{split}/gates.json",
+    params:
+        gate_k=RETRIEVAL["gate_k"],
+    log:
+        "results/logs/gate/{dataset}/{split}.log",
+    benchmark:
+        "results/benchmarks/gate/{dataset}/{split}.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../../src/scripts/gate.py"
+
+
+rule evaluate_retrieval:
+    """Every method's test predictions: overall, many/medium/few-shot, worst-class and worst-group accuracy."""
+    input:
+        unpack(lambda wc: {f"transformer_{v}": p for v, p in transformer_files(wc).items()}),
+        embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
+        neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
+        gates="results/retrieval/{dataset}/{split}/gates.npz",
+        backbone="results/retrieval/{dataset}/{split}/backbone.json",
+        split="results/splits/{dataset}/{split}.npz",
+        code=script_code("evaluate_retrieval"),
+    output:
+        predictions="results/retrieval/{dataset}/{split}/predictions.npz",
+        summary="results/retrieval/{dataset}/{split}/summary.csv",
+        per_class="results/retrieval/{dataset}/{split}/per_class.csv",
+        per_group="results/retrieval/{dataset}/{split}/per_group.csv",
+    params:
+        ks=RETRIEVAL["k"],
+        transformer_k=TRANSFORMER["k"],
+        gate_k=RETRIEVAL["gate_k"],
+    log:
+        "results/logs/evaluate_retrieval/{dataset}/{split}.log",
+    benchmark:
+        "results/benchmarks/evaluate_retrieval/{dataset}/{split}.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../../src/scripts/evaluate_retrieval.py"
+
+
+rule retrieval_tables:
+    """Table 1 of the document (published beside measured) for CIFAR-10 and MNIST, the long-tail table and
+    accuracy vs k."""
+    input:
+        summaries=retrieval_files("summary.csv"),
+        knn=retrieval_files("knn.csv"),
+        code=script_code("retrieval_tables"),
+    output:
+        **{name: report(path, caption=f"../report/retrieval_{name}.rst", category="Memory-augmented classifier",
+                        subcategory="Tables")
+           for name, path in RETRIEVAL_TABLES.items()},
+    params:
+        pairs=RETRIEVAL_PAIRS,
+    log:
+        "results/logs/retrieval_tables.log",
+    benchmark:
+        "results/benchmarks/retrieval_tables.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../../src/scripts/retrieval_tables.py"
+
+
+rule retrieval_figures:
+    """Accuracy vs k, per-class accuracy on the long-tail splits, and test images where memory fixes the
+    network (and the reverse) with their nearest stored neighbours."""
+    input:
+        accuracy_vs_k=RETRIEVAL_TABLES["accuracy_vs_k"],
+        per_class=retrieval_files("per_class.csv"),
+        fixes_cache=f"results/data/{FIXES_PAIR[0]}.npz",
+        fixes_predictions=retrieval_files("predictions.npz", [FIXES_PAIR])[0],
+        code=script_code("retrieval_figures"),
+    output:
+        **{name: report(path, caption=f"../report/retrieval_{name}.rst", category="Memory-augmented classifier",
+                        subcategory="Figures")
+           for name, path in RETRIEVAL_FIGURES.items()},
+    params:
+        methods=["network", f"{RETRIEVAL['gate_k']}-NN", "Learned gate network/k-NN"],
+    log:
+        "results/logs/retrieval_figures.log",
+    benchmark:
+        "results/benchmarks/retrieval_figures.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../../src/scripts/retrieval_figures.py"
+
+
+REPORT_SECTIONS["retrieval"] = {
+    **RETRIEVAL_TABLES,
+    **RETRIEVAL_FIGURES,
+    "summaries": retrieval_files("summary.csv"),
+    "gates": retrieval_files("gates.json"),
+    "backbones": retrieval_files("backbone.json"),
+}
+BENCHMARKS += [f"results/benchmarks/{rule}/{d}/{s}.tsv" for rule in ("train_backbone", "embed", "knn", "gate",
+                                                                     "evaluate_retrieval") for d, s in RETRIEVAL_PAIRS]
+BENCHMARKS += [f"results/benchmarks/neighbor_transformer/{d}/{s}/{v}.tsv" for d, s in TRANSFORMER_PAIRS
+               for v in TRANSFORMER["variants"]]
+BENCHMARKS += ["results/benchmarks/retrieval_tables.tsv", "results/benchmarks/retrieval_figures.tsv"]
+BENCHMARKS[:] = list(dict.fromkeys(BENCHMARKS))

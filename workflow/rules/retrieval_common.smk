@@ -1,0 +1,68 @@
+# Helpers of workflow/rules/retrieval.smk (included by it): the validated `memory` config, the (dataset, split)
+# pairs it runs, and the files they write.
+
+from memgen.train import RECIPE_DEFAULTS
+
+validate(config["retrieval"], schema="../schemas/retrieval.schema.yaml")
+RETRIEVAL = config["retrieval"]
+BACKBONE_DEFAULTS = {**RECIPE_DEFAULTS, "flip": True, "split_epochs": {}}
+TRANSFORMER = {"k": 10, "d_model": 128, "heads": 4, "layers": 2, "epochs": 10, "batch_size": 256, "lr": 1e-3,
+               "variants": ["ce", "query_drop"], **RETRIEVAL.get("transformer", {})}
+# GPU rules ask for a GPU only when the study runs on CUDA (device: cuda*, or auto on a machine with one).
+RETRIEVAL_GPU = 1 if str(config["device"]).startswith("cuda") else 0
+
+
+def _memory_pairs():
+    pairs = []
+    for dataset, splits in RETRIEVAL["splits"].items():
+        if dataset not in DATASETS:
+            raise ValueError(f"retrieval.splits names dataset '{dataset}', which is not under datasets: in the config")
+        if dataset not in RETRIEVAL["backbone"]:
+            raise ValueError(f"retrieval.splits names dataset '{dataset}' but retrieval.backbone has no entry for it")
+        for split in splits:
+            if split not in splits_of(dataset):
+                raise ValueError(f"retrieval.splits.{dataset} has '{split}', which is not in datasets.{dataset}.splits")
+            pairs.append((dataset, split))
+    return pairs
+
+
+RETRIEVAL_PAIRS = _memory_pairs()
+_tsplits = RETRIEVAL.get("transformer", {}).get("splits")
+TRANSFORMER_PAIRS = [p for p in RETRIEVAL_PAIRS if _tsplits is None or p[1] in _tsplits.get(p[0], [])]
+if max(TRANSFORMER["k"], RETRIEVAL["gate_k"]) > max(RETRIEVAL["k"]):
+    raise ValueError("retrieval.transformer.k and retrieval.gate_k must not exceed max(retrieval.k)")
+
+
+def backbone_settings(dataset):
+    return {**BACKBONE_DEFAULTS, **RETRIEVAL["backbone"][dataset]}
+
+
+def mem_dir(wc):
+    return f"results/retrieval/{wc.dataset}/{wc.split}"
+
+
+def transformer_files(wc, ext="npz"):
+    if (wc.dataset, wc.split) not in TRANSFORMER_PAIRS:
+        return {}
+    return {v: f"results/retrieval/{wc.dataset}/{wc.split}/transformer_{v}.{ext}" for v in TRANSFORMER["variants"]}
+
+
+def retrieval_files(name, pairs=None):
+    return [f"results/retrieval/{d}/{s}/{name}" for d, s in (RETRIEVAL_PAIRS if pairs is None else pairs)]
+
+
+RETRIEVAL_TABLES = {
+    "table1": "results/tables/seed000_table1.csv",
+    "longtail": "results/tables/retrieval_longtail.csv",
+    "mnist": "results/tables/retrieval_mnist.csv",
+    "accuracy_vs_k": "results/tables/retrieval_accuracy_vs_k.csv",
+}
+RETRIEVAL_FIGURES = {
+    "fig_accuracy_vs_k": "results/figures/retrieval_accuracy_vs_k.png",
+    "fig_per_class": "results/figures/retrieval_per_class_longtail.png",
+    "fig_fixes": "results/figures/retrieval_fixes.png",
+}
+FIXES_PAIR = (RETRIEVAL["fixes_dataset"], "full")
+if FIXES_PAIR not in RETRIEVAL_PAIRS:
+    raise ValueError(f"retrieval.fixes_dataset is '{FIXES_PAIR[0]}' but retrieval.splits has no full split for it")
+
