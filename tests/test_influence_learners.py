@@ -43,11 +43,13 @@ def test_scores_from_logits():
     np.testing.assert_allclose(margin, [[1.0, -2.0, 0.0]])
 
 
-@pytest.mark.parametrize("dtype,atol,flips", [(torch.float64, 1e-9, 0), (torch.float32, 2e-4, 2)])
-def test_batched_mlp_equals_sequential(dtype, atol, flips):
+@pytest.mark.parametrize("dtype,precision,atol,flips", [(torch.float64, "fp32", 1e-9, 0),
+                                                        (torch.float32, "fp32", 2e-4, 2),
+                                                        (torch.float32, "bf16", 2e-2, 8)])
+def test_batched_mlp_equals_sequential(dtype, precision, atol, flips):
     x_train, y_train, x_test, y_test = task()
     subs, seeds = subsets_and_seeds(300, [210, 210, 150, 210])
-    kw = dict(hidden=(32, 16), epochs=2, batch_size=32, device="cpu", dtype=dtype)
+    kw = dict(hidden=(32, 16), epochs=2, batch_size=32, device="cpu", dtype=dtype, precision=precision)
     batched = MLPLearner(x_train, y_train, x_test, y_test, mode="batched", parallel=3, **kw)
     ref = MLPLearner(x_train, y_train, x_test, y_test, mode="reference", **kw)
     ob, orf = batched.fit_predict(subs, seeds), ref.fit_predict(subs, seeds)
@@ -167,7 +169,7 @@ def test_lut_adapter_matches_direct_network_calls():
 def test_mlp_and_probe_on_cuda_match_cpu_reference():
     x_train, y_train, x_test, y_test = task(n=400, n_test=100)
     subs, seeds = subsets_and_seeds(400, [280] * 3)
-    kw = dict(hidden=(64, 32), epochs=2, batch_size=32, dtype=torch.float64)
+    kw = dict(hidden=(64, 32), epochs=2, batch_size=32, dtype=torch.float64, precision="fp32")
     gpu = MLPLearner(x_train, y_train, x_test, y_test, device="cuda", **kw).fit_predict(subs, seeds)
     cpu = MLPLearner(x_train, y_train, x_test, y_test, device="cpu", mode="reference", **kw).fit_predict(subs, seeds)
     assert_outputs_close(gpu, cpu, 1e-6)

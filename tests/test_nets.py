@@ -122,7 +122,9 @@ def test_training_reduces_loss_and_predicts():
     assert metrics["device"] == "cpu" and metrics["images_per_s"] > 0
     assert metrics["val_accuracy"] == pytest.approx(float((logits[:64].argmax(1) == y[:64]).mean()))
     np.testing.assert_allclose(model.input_mean.numpy(), channel_stats(x)[0])
-    assert embed(model, x[:5], "cpu").shape == (5, 64)
+    emb, emb_logits = embed(model, x[:5], "cpu")
+    assert emb.shape == (5, 64)
+    np.testing.assert_array_equal(emb_logits, predict_logits(model, x[:5], "cpu"))
 
 
 def test_training_is_deterministic_given_seed():

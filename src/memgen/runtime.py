@@ -1,4 +1,4 @@
-"""Small runtime helpers shared by every stage: device choice, seeding, atomic writes, progress."""
+"""Small runtime helpers shared by every stage: device and precision choice, seeding, atomic writes, progress."""
 
 from __future__ import annotations
 
@@ -21,6 +21,47 @@ def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device '{device}' was requested but CUDA is not available; set device: auto or cpu")
     return device
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+# Set to 1 to make native-bf16 detection answer "no" (runs the fp32 fallback on any CPU; used by tests).
+NO_NATIVE_BF16_ENV = "MEMGEN_NO_NATIVE_BF16"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU executes bf16 matrix products in hardware, as torch reports it: AVX512-BF16 or AMX
+    tiles on x86, the BF16 extension on Arm (oneDNN's check). Without them torch emulates bf16, slower than
+    fp32. ``MEMGEN_NO_NATIVE_BF16=1`` makes the answer "no"."""
+    import platform
+
+    import torch
+
+    if os.environ.get(NO_NATIVE_BF16_ENV, "") not in ("", "0"):
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str = "auto", device: str = "cpu") -> str:
+    """Map the config value ``auto``/``fp32``/``bf16`` to the arithmetic a run uses on ``device``:
+    ``auto`` is bf16 on CUDA and on CPUs with native bf16 (:func:`cpu_has_native_bf16`), fp32 elsewhere.
+    bf16 means bf16 matrix products (autocast or bf16 weight copies) with fp32 master weights, loss and
+    optimizer state."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; use one of {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    return "bf16" if str(device).startswith("cuda") or cpu_has_native_bf16() else "fp32"
+
+
+def autocast(precision: str, device: str):
+    """The autocast context of a resolved ``precision`` on ``device`` (a no-op context for fp32)."""
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -3,10 +3,14 @@
 * :func:`train_classifier` trains any :mod:`memgen.nets` network with SGD + Nesterov momentum, a per-step
   learning-rate schedule (``onecycle``, ``cosine``, ``step`` or ``constant``), optional label smoothing and
   batched tensor-side augmentation (random crop with zero padding + horizontal flip) done on the training
-  device. The whole training set lives on the device as uint8; on CUDA the model runs channels_last under
-  bf16 autocast. Input normalization (per-channel mean/std of the *training* images) is stored in the model.
-  On CPU, training is deterministic given ``seed`` (same thread count).
-* :func:`predict_logits` / :func:`embed` run a trained model over any uint8 image array, in fp32.
+  device. The whole training set lives on the device as uint8; the model runs channels_last, under bf16
+  autocast where ``precision`` resolves to bf16 (:func:`memgen.runtime.resolve_precision`: CUDA and CPUs with
+  native bf16; weights, loss and optimizer state stay fp32). Input normalization (per-channel mean/std of the
+  *training* images) is stored in the model. On CPU, training is deterministic given ``seed`` (same thread
+  count and precision).
+* :func:`predict_logits` runs a trained model over any uint8 image array; :func:`embed` returns embeddings
+  and logits of one pass (every :mod:`memgen.nets` network computes ``logits = fc(embedding)``). Both take
+  the same ``precision``; outputs are float32.
 * :func:`save_checkpoint` / :func:`load_checkpoint` store the model config, weights and a metrics dict.
 """
 
@@ -15,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 from memgen.data import check_images
 from memgen.nets import build_net, count_parameters
-from memgen.runtime import atomic_path, progress, resolve_device, seed_everything
+from memgen.runtime import atomic_path, autocast, progress, resolve_device, resolve_precision, seed_everything
 
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 # Defaults of a backbone ``settings`` entry (config retrieval.backbone / a memorization net learner).
@@ -122,7 +125,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                      weight_decay: float = 5e-4, momentum: float = 0.9, nesterov: bool = True,
                      warmup_frac: float = 0.0, pad: int = 4, flip: bool | None = None,
                      x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, eval_every: int = 1,
-                     max_steps: int | None = None, amp: bool | None = None, channels_last: bool | None = None,
+                     max_steps: int | None = None, precision: str = "auto", channels_last: bool | None = None,
                      show_progress: bool = True) -> dict:
     """Train ``model`` in place on uint8 images ``x_uint8`` ``[N, H, W, C]`` with int labels ``y``.
 
@@ -134,7 +137,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     ``lr`` is the peak learning rate of the per-step ``schedule`` (see :func:`lr_factor`); the last partial
     batch of each epoch is dropped. ``flip`` defaults to ``augment`` (set it False for digits); ``pad`` is the
     random-crop padding.
-    ``amp``/``channels_last`` default to on for CUDA (bf16 autocast) and ``channels_last`` also on CPU.
+    ``precision`` (``auto``/``fp32``/``bf16``, see :func:`memgen.runtime.resolve_precision`) chooses bf16
+    autocast for the forward and backward pass; ``channels_last`` defaults to on.
     ``max_steps`` truncates training (the schedule is laid out over the truncated length).
     ``seed`` drives shuffling and augmentation; weight initialization happens when the net is built, so call
     ``memgen.runtime.seed_everything(seed)`` before building it for a fully reproducible run.
@@ -142,7 +146,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     wall0, cpu0 = time.perf_counter(), time.process_time()
     device = resolve_device(device)
     is_cuda = device.startswith("cuda")
-    amp = is_cuda if amp is None else amp
+    precision = resolve_precision(precision, device)
     channels_last = True if channels_last is None else channels_last
     flip = augment if flip is None else flip
     y = np.asarray(y)
@@ -182,7 +186,6 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and is_cuda else nullcontext()
 
     loss_curve, acc_curve, step_loss, val_curve = [], [], [], []
     log_every = max(1, total_steps // 200)
@@ -209,7 +212,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yb = y_all[idx]
-            with autocast:
+            with autocast(precision, device):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -232,7 +235,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         bar.set_postfix(epoch=epoch + 1, loss=f"{loss_curve[-1]:.3f}", acc=f"{acc_curve[-1]:.3f}")
         last = epoch == n_epochs - 1
         if x_val is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
-            logits_val = predict_logits(model, x_val, device)
+            logits_val = predict_logits(model, x_val, device, precision=precision)
             val_acc = float((logits_val.argmax(1) == np.asarray(y_val)).mean())
             val_loss = float(F.cross_entropy(torch.from_numpy(logits_val), torch.as_tensor(y_val, dtype=torch.long)))
             val_curve.append({"epoch": epoch + 1, "accuracy": val_acc, "loss": val_loss})
@@ -245,7 +248,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         "epochs": epochs, "epochs_run": n_epochs, "steps": step, "batch_size": bs, "lr": lr, "schedule": schedule,
         "warmup_frac": warmup_frac, "weight_decay": weight_decay, "momentum": momentum,
         "label_smoothing": label_smoothing, "augment": bool(augment), "flip": bool(flip), "pad": pad, "seed": seed,
-        "device": device, "precision": "bf16-autocast" if (amp and is_cuda) else "fp32",
+        "device": device, "precision": precision,
         "channels_last": bool(channels_last), "torch_threads": torch.get_num_threads(),
         "train_time_s": train_time, "wall_time_s": time.perf_counter() - wall0,
         "cpu_time_s": time.process_time() - cpu0,
@@ -257,28 +260,39 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
 
 # ----------------------------------------------------------------------------------------------- inference
 @torch.inference_mode()
-def _run(model: torch.nn.Module, x_uint8: np.ndarray, device: str, batch_size: int, fn) -> np.ndarray:
+def _run(model: torch.nn.Module, x_uint8: np.ndarray, device: str, batch_size: int, precision: str, fn) -> list:
+    """``fn(batch)`` (a tensor or a tuple of tensors) over ``x_uint8`` in batches; float32 numpy arrays, one per
+    output of ``fn``."""
     device = resolve_device(device)
+    precision = resolve_precision(precision, device)
     model.to(device).eval()
     x = as_nchw(x_uint8)
     outs = []
-    for start in range(0, len(x), batch_size):
+    for start in range(0, max(len(x), 1), batch_size):   # an empty array still gives outputs of the right width
         xb = x[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
-        outs.append(fn(xb).float().cpu())
-    if not outs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(outs).numpy()
+        with autocast(precision, device):
+            out = fn(xb)
+        outs.append([t.float().cpu() for t in (out if isinstance(out, tuple) else (out,))])
+    return [torch.cat(parts).numpy() for parts in zip(*outs)]
 
 
-def predict_logits(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto",
-                   batch_size: int = 1024) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int = 1024,
+                   precision: str = "auto") -> np.ndarray:
     """Logits ``[N, n_classes]`` (float32, eval mode) for uint8 images ``[N, H, W, C]``."""
-    return _run(model, x_uint8, device, batch_size, model)
+    return _run(model, x_uint8, device, batch_size, precision, model)[0]
 
 
-def embed(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int = 1024) -> np.ndarray:
-    """The model's embedding ``[N, D]`` (ResNet-20: 64-d after global average pooling) for uint8 images."""
-    return _run(model, x_uint8, device, batch_size, model.embed)
+def embed(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int = 1024,
+          precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The model's embedding ``[N, D]`` (ResNet-20: 64-d after global average pooling) and its logits
+    ``[N, n_classes]`` (``fc`` of that embedding: the same values as :func:`predict_logits`) for uint8 images,
+    from one pass through the network."""
+    def both(xb):
+        emb = model.embed(xb)
+        return emb, model.fc(emb)
+
+    emb, logits = _run(model, x_uint8, device, batch_size, precision, both)
+    return emb, logits
 
 
 # --------------------------------------------------------------------------------------------- checkpoints

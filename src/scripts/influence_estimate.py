@@ -10,5 +10,5 @@ with log_to(snakemake.log[0]):
                      snakemake.params.binarization)
     summary = estimate_stage(snakemake.wildcards.study, study, task, list(snakemake.input.shards),
                              dict(snakemake.output), influence=snakemake.params.influence,
-                             device=snakemake.params.device)
+                             device=snakemake.params.device, precision=snakemake.params.precision)
     print(summary)

@@ -9,4 +9,5 @@ with log_to(snakemake.log[0]):
     task = load_task(study, snakemake.input.cache, snakemake.input.split, snakemake.input.get("embeddings"),
                      snakemake.params.binarization)
     removal_stage(study, task, snakemake.input.scores, snakemake.output[0], thetas=removal["thetas"],
-                  trials=removal.get("trials", 3), device=snakemake.params.device)
+                  trials=removal.get("trials", 3), device=snakemake.params.device,
+                  precision=snakemake.params.precision)

@@ -8,6 +8,6 @@ with log_to(snakemake.log[0]):
     metrics = train_backbone(snakemake.input.cache, snakemake.input.split, snakemake.output.checkpoint,
                              snakemake.output.metrics, settings=dict(snakemake.params.settings),
                              split=snakemake.wildcards.split, device=snakemake.params.device,
-                             seed=snakemake.params.seed)
+                             seed=snakemake.params.seed, precision=snakemake.params.precision)
     print(f"{snakemake.wildcards.dataset}/{snakemake.wildcards.split}: val accuracy "
-          f"{metrics.get('val_accuracy')}, {metrics['images_per_s']:.0f} img/s")
+          f"{metrics.get('val_accuracy')}, {metrics['images_per_s']:.0f} img/s in {metrics['precision']}")

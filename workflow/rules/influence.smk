@@ -28,6 +28,7 @@ rule influence_shard:
         binarization=lambda wc: study_binarization(wc.study),
         ratio=INFLUENCE["ratio"],
         device=config["device"],
+        precision=config["precision"],
     log:
         "results/logs/influence_shard/{study}/{start}-{stop}.log",
     benchmark:
@@ -61,6 +62,7 @@ rule influence_estimate:
         binarization=lambda wc: study_binarization(wc.study),
         influence=INFLUENCE["influence"],
         device=config["device"],
+        precision=config["precision"],
     log:
         "results/logs/influence_estimate/{study}.log",
     benchmark:
@@ -87,6 +89,7 @@ rule influence_removal:
         binarization=lambda wc: study_binarization(wc.study),
         removal=lambda wc: INFLUENCE["removal"][wc.study],
         device=config["device"],
+        precision=config["precision"],
     log:
         "results/logs/influence_removal/{study}.log",
     benchmark:

@@ -20,6 +20,7 @@ rule train_backbone:
         settings=lambda wc: backbone_settings(wc.dataset),
         seed=config["seed"],
         device=config["device"],
+        precision=config["precision"],
     log:
         "results/logs/train_backbone/{dataset}/{split}.log",
     benchmark:
@@ -45,6 +46,7 @@ rule embed:
         "results/retrieval/{dataset}/{split}/embeddings.npz",
     params:
         device=config["device"],
+        precision=config["precision"],
     log:
         "results/logs/embed/{dataset}/{split}.log",
     benchmark:

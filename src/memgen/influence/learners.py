@@ -21,7 +21,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from memgen.runtime import progress, resolve_device
+from memgen.runtime import autocast, progress, resolve_device, resolve_precision
 
 
 @dataclass
@@ -175,21 +175,29 @@ class MLPLearner:
     demo: 784-512-256-10, lr 0.1, momentum 0.9, batch 128, 10 epochs).
 
     ``mode="batched"`` trains ``parallel`` models at once with batched matrix products and a
-    hand-written backward pass: float32 data preallocated on the device, one ``index_select`` per
-    batch, the momentum update folded into the weight-gradient product (``buf = momentum * buf +
-    a.T @ g`` is one GEMM with ``beta=momentum``, no gradient tensors) and one foreach parameter
-    update per step.  With ``k`` = 1 it is the fast single-model path.  ``mode="reference"`` trains one
-    ``torch.nn`` model at a time with autograd and ``torch.optim.SGD``.  Both use the same
-    initialisation (from the model seed) and the same per-model batch order, so they agree up to
-    floating-point rounding.  ``parallel=None``: 256 models at once on CUDA; on CPU as many as torch
-    threads, so that each thread runs whole matrix products of its own model (no synchronisation
-    inside the small products, which stalls when other processes share the cores).
+    hand-written backward pass: data preallocated on the device, one ``index_select`` per batch and
+    one foreach parameter update per step.  With ``k`` = 1 it is the fast single-model path.
+    ``mode="reference"`` trains one ``torch.nn`` model at a time with autograd and
+    ``torch.optim.SGD``.  Both use the same initialisation (from the model seed), the same per-model
+    batch order and the same arithmetic, so they agree up to floating-point rounding.
+    ``parallel=None``: 256 models at once on CUDA; on CPU as many as torch threads, so that each
+    thread runs whole matrix products of its own model (no synchronisation inside the small
+    products, which stalls when other processes share the cores).
+
+    ``precision`` (:func:`memgen.runtime.resolve_precision`): in ``fp32`` the momentum update is
+    folded into the weight-gradient product (``buf = momentum * buf + a.T @ g`` is one GEMM with
+    ``beta=momentum``, no gradient tensors).  In ``bf16`` the data and the hidden layers' matrix
+    products are bf16 (the reference: ``torch.autocast``); master weights, momentum buffers, the
+    output layer (logits, loss and its gradient) and the bias gradients stay fp32.  The batched
+    path keeps bf16 copies of the hidden weights, refreshed once per step by one foreach copy
+    after the update, so no product re-casts its weights.  ``dtype`` is the fp32-mode data and
+    weight type (``torch.float64`` for exact comparisons).
     """
 
     def __init__(self, x_train, y_train, x_test, y_test, hidden: Sequence[int] = (512, 256), epochs: int = 10,
                  lr: float = 0.1, momentum: float = 0.9, batch_size: int = 128, n_classes: int | None = None,
                  mode: str = "batched", parallel: int | None = None, device: str = "auto", dtype=None,
-                 eval_batch: int = 8192, show_progress: bool = False):
+                 precision: str = "auto", eval_batch: int = 8192, show_progress: bool = False):
         import torch
 
         if mode not in ("batched", "reference"):
@@ -198,9 +206,13 @@ class MLPLearner:
             raise ValueError(f"bad training settings epochs={epochs}, batch_size={batch_size}, lr={lr}")
         self.y_train, self.y_test = _check_task(x_train, y_train, x_test, y_test)
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.dtype = dtype or torch.float32
+        if self.precision == "bf16" and self.dtype != torch.float32:
+            raise ValueError(f"dtype {self.dtype} needs precision 'fp32' (bf16 keeps float32 master weights)")
+        data_dtype = torch.bfloat16 if self.precision == "bf16" else self.dtype
         self.n_classes = int(n_classes or (max(self.y_train.max(initial=0), self.y_test.max(initial=0)) + 1))
-        self.X = torch.cat([_flat_float(x_train, self.dtype), _flat_float(x_test, self.dtype)]).to(self.device)
+        self.X = torch.cat([_flat_float(x_train, data_dtype), _flat_float(x_test, data_dtype)]).to(self.device)
         self.Y = torch.from_numpy(np.concatenate([self.y_train, self.y_test])).to(self.device)
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
         self.sizes = [self.X.shape[1], *map(int, hidden), self.n_classes]
@@ -210,7 +222,7 @@ class MLPLearner:
         self.eval_batch = int(eval_batch)
         self.show_progress = show_progress
         self.name = (f"mlp{'-'.join(map(str, self.sizes))}_e{self.epochs}_lr{self.lr:g}_m{self.momentum:g}"
-                     f"_b{self.batch_size}")
+                     f"_b{self.batch_size}" + ("_bf16" if self.precision == "bf16" else ""))
 
     # -- protocol
     def fit_predict(self, subsets, seeds) -> Outputs:
@@ -228,10 +240,11 @@ class MLPLearner:
     # -- training
     def train_batched(self, subsets: np.ndarray, seeds: Sequence[int]):
         """Train ``len(seeds)`` models on equal-size subsets ``[k, m]`` at once; return stacked params
-        ``[(W [k, in, out], b [k, 1, out]), ...]``."""
+        ``[(W [k, in, out], b [k, 1, out]), ...]`` (the master weights)."""
         import torch
 
         dev, dt = self.device, self.dtype
+        bf16 = self.precision == "bf16"
         k, m = subsets.shape
         inits = [mlp_init(self.sizes, s, dt) for s in seeds]
         Ws = [torch.stack([p[l][0] for p in inits]).to(dev) for l in range(len(self.sizes) - 1)]
@@ -241,6 +254,11 @@ class MLPLearner:
         bufb = [torch.zeros_like(b) for b in bs]
         bufs = [*bufW, *bufb]
         L = len(Ws)
+        # the weights the products read: bf16 copies of the hidden layers (refreshed after each update)
+        low = [*Ws[:-1], *bs[:-1]] if bf16 else []
+        low16 = [t.to(torch.bfloat16) for t in low]
+        Wc = [*low16[:L - 1], Ws[-1]] if bf16 else Ws
+        bc = [*low16[L - 1:], bs[-1]] if bf16 else bs
         sub = torch.from_numpy(subsets).to(dev)
         orders = [epoch_orders(s, m, self.epochs) for s in seeds]
         X, Y, B, mom = self.X, self.Y, self.batch_size, self.momentum
@@ -250,6 +268,9 @@ class MLPLearner:
             def linear(b_, a_, w_):
                 return torch.addmm(b_[0, 0], a_[0], w_[0]).unsqueeze(0)
 
+            def weight_grad(a_, g_):
+                return torch.mm(a_[0].T, g_[0]).unsqueeze(0)
+
             def momentum_grad(buf, a_, g_):
                 buf[0].addmm_(a_[0].T, g_[0], beta=mom)
 
@@ -258,6 +279,9 @@ class MLPLearner:
         else:
             def linear(b_, a_, w_):
                 return torch.baddbmm(b_, a_, w_)
+
+            def weight_grad(a_, g_):
+                return torch.bmm(a_.transpose(1, 2), g_)
 
             def momentum_grad(buf, a_, g_):
                 buf.baddbmm_(a_.transpose(1, 2), g_, beta=mom)
@@ -273,7 +297,8 @@ class MLPLearner:
                     b = idx.numel() // k
                     acts = [X.index_select(0, idx).view(k, b, D)]
                     for l in range(L):
-                        h = linear(bs[l], acts[-1], Ws[l])
+                        a = acts[-1].float() if bf16 and l == L - 1 else acts[-1]   # fp32 output layer
+                        h = linear(bc[l], a, Wc[l])
                         if l < L - 1:
                             h.relu_()
                         acts.append(h)
@@ -281,18 +306,25 @@ class MLPLearner:
                     g.view(k * b, -1)[torch.arange(k * b, device=dev), Y.index_select(0, idx)] -= 1.0
                     g.mul_(1.0 / b)
                     for l in range(L - 1, -1, -1):
-                        # SGD momentum (torch semantics: buf = momentum * buf + grad) fused into the
-                        # weight-gradient product: one GEMM with beta=momentum, no gradient tensor.
-                        momentum_grad(bufW[l], acts[l], g)
-                        bufb[l].mul_(mom).add_(g.sum(1, keepdim=True))
+                        # SGD momentum (torch semantics: buf = momentum * buf + grad)
+                        if g.dtype == bufW[l].dtype:   # fused into the weight-gradient product: one GEMM
+                            momentum_grad(bufW[l], acts[l].to(g.dtype), g)
+                        else:                          # a bf16 product, accumulated into the fp32 buffer
+                            torch.add(weight_grad(acts[l], g), bufW[l], alpha=mom, out=bufW[l])
+                        bufb[l].mul_(mom).add_(g.sum(1, keepdim=True, dtype=bufb[l].dtype))
                         if l > 0:
-                            g = back(g, Ws[l])
+                            g = back(g, Wc[l])
+                            if bf16 and l == L - 1:
+                                g = g.to(torch.bfloat16)
                             relu_backward(g, acts[l], 0.0, grad_input=g)
                     torch._foreach_add_(params, bufs, alpha=-self.lr)
+                    if bf16:
+                        torch._foreach_copy_(low16, low)
         return list(zip(Ws, bs))
 
     def train_reference(self, subset: np.ndarray, seed: int):
-        """One model with ``torch.nn`` + autograd + ``torch.optim.SGD``; returns params in the batched layout (k=1)."""
+        """One model with ``torch.nn`` + autograd + ``torch.optim.SGD`` (bf16: hidden layers under
+        ``torch.autocast``, the output layer in fp32); returns params in the batched layout (k=1)."""
         import torch
         import torch.nn.functional as F
 
@@ -305,13 +337,16 @@ class MLPLearner:
                 lin.bias.copy_(b)
             layers += [lin, torch.nn.ReLU()]
         model = torch.nn.Sequential(*layers[:-1]).to(dev)
+        hidden, head = model[:-1], model[-1]
         opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum, foreach=True)
         sub = torch.from_numpy(np.asarray(subset)).to(dev)
         for order in epoch_orders(seed, len(subset), self.epochs):
             gidx = sub[torch.from_numpy(order).to(dev)]
             for s in range(0, len(subset), self.batch_size):
                 idx = gidx[s:s + self.batch_size]
-                loss = F.cross_entropy(model(self.X.index_select(0, idx)), self.Y.index_select(0, idx))
+                with autocast(self.precision, dev):
+                    h = hidden(self.X.index_select(0, idx))
+                loss = F.cross_entropy(head(h.to(dt)), self.Y.index_select(0, idx))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -326,11 +361,13 @@ class MLPLearner:
         N = self.n_train + self.n_test
         correct, prob, margin = np.empty((k, N), bool), np.empty((k, N), np.float32), np.empty((k, N), np.float32)
         rows = max(64, min(self.eval_batch, 2 ** 25 // (k * max(self.sizes[1:]))))  # bound activation memory
+        if self.precision == "bf16":   # the arithmetic of training: bf16 hidden layers, fp32 output layer
+            params = [(w.to(torch.bfloat16), b.to(torch.bfloat16)) for w, b in params[:-1]] + [params[-1]]
         with torch.no_grad():
             for a in range(0, N, rows):
                 h = self.X[a:a + rows]
                 for l, (w, b) in enumerate(params):
-                    h = torch.matmul(h, w) + b   # [c, in] @ [k, in, out] broadcasts to [k, c, out]
+                    h = torch.matmul(h.to(w.dtype), w) + b   # [c, in] @ [k, in, out] broadcasts to [k, c, out]
                     if l < len(params) - 1:
                         h.relu_()
                 c, p, mg = scores_from_logits(h, self.Y[a:a + rows])
@@ -624,10 +661,11 @@ class NetLearner:
     :func:`memgen.train.train_classifier`, on uint8 images ``[N, H, W, C]``: the document's full-network
     case, GPU scale.  One model at a time; the model seed fixes initialisation, batch order and
     augmentation, so a model is a pure function of (subset, seed).  ``settings`` are the backbone keys
-    of the memory config (arch, epochs and :data:`memgen.train.RECIPE_DEFAULTS`'s keys, flip)."""
+    of the memory config (arch, epochs and :data:`memgen.train.RECIPE_DEFAULTS`'s keys, flip).
+    ``precision``: bf16 autocast in training and prediction where it resolves to bf16."""
 
     def __init__(self, x_train, y_train, x_test, y_test, settings: dict, n_classes: int | None = None,
-                 device: str = "auto", show_progress: bool = False):
+                 device: str = "auto", precision: str = "auto", show_progress: bool = False):
         from memgen.data import check_images
         from memgen.train import RECIPE_DEFAULTS
 
@@ -639,9 +677,11 @@ class NetLearner:
         if "arch" not in self.settings or "epochs" not in self.settings:
             raise ValueError("NetLearner settings need 'arch' and 'epochs' (as a retrieval.backbone entry)")
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.show_progress = show_progress
         s = self.settings
-        self.name = f"net_{s['arch']}_e{s['epochs']}_lr{s['lr']:g}_b{s['batch_size']}_{s['schedule']}"
+        self.name = (f"net_{s['arch']}_e{s['epochs']}_lr{s['lr']:g}_b{s['batch_size']}_{s['schedule']}"
+                     + ("_bf16" if self.precision == "bf16" else ""))
 
     def _build(self):
         from memgen.nets import build_net
@@ -665,8 +705,8 @@ class NetLearner:
             seed_everything(seeds[q])
             model = self._build()
             train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **recipe_kwargs(s),
-                             device=self.device, seed=seeds[q], show_progress=False)
-            logits = torch.from_numpy(predict_logits(model, x_all, device=self.device))[None]
+                             device=self.device, seed=seeds[q], precision=self.precision, show_progress=False)
+            logits = torch.from_numpy(predict_logits(model, x_all, device=self.device, precision=self.precision))[None]
             c, p, m = scores_from_logits(logits, y_all)
             out.put([q], Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:]))
         return out

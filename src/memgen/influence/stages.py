@@ -24,7 +24,7 @@ import numpy as np
 from memgen.influence import learners as L
 from memgen.data import load_cache
 from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard
-from memgen.runtime import resolve_device, write_csv, write_json
+from memgen.runtime import resolve_device, resolve_precision, write_csv, write_json
 from memgen.splits import load_split
 
 LEARNERS = ("mlp", "linear", "knn", "lut", "net")
@@ -71,14 +71,29 @@ def load_task(study: dict, cache_path, split_path, embeddings_path=None, binariz
     return Task(x_train, sp.train_y, x_test, sp.test_y, sp.train_idx, sp.test_idx, list(sp.class_names))
 
 
-def build_learner(study: dict, task: Task, device: str = "auto", show_progress: bool = True):
-    """The study's learner (see :mod:`memgen.influence.learners`) on its task, with the study's ``settings``."""
+# the learners that train with bf16 products where the precision setting resolves to bf16; the others are exact
+# (k-NN, LUT) or too small to gain from it (the linear probe's products have one side of 64-512 features)
+BF16_LEARNERS = ("mlp", "net")
+
+
+def study_precision(study: dict, device: str = "auto", precision: str = "auto") -> str:
+    """The arithmetic the study's learner uses: :func:`memgen.runtime.resolve_precision` for
+    :data:`BF16_LEARNERS`, fp32 for the others."""
+    resolved = resolve_precision(precision, resolve_device(device))
+    return resolved if study["learner"] in BF16_LEARNERS else "fp32"
+
+
+def build_learner(study: dict, task: Task, device: str = "auto", show_progress: bool = True,
+                  precision: str = "auto"):
+    """The study's learner (see :mod:`memgen.influence.learners`) on its task, with the study's ``settings``
+    and the ``precision`` setting (used by :data:`BF16_LEARNERS`)."""
     kind, s = study["learner"], dict(study.get("settings") or {})
     args = (task.x_train, task.y_train, task.x_test, task.y_test)
     n_classes = len(task.class_names)
     if kind == "mlp":
         s["hidden"] = tuple(s.get("hidden", (512, 256)))
-        return L.MLPLearner(*args, n_classes=n_classes, device=device, show_progress=show_progress, **s)
+        return L.MLPLearner(*args, n_classes=n_classes, device=device, precision=precision,
+                            show_progress=show_progress, **s)
     if kind == "linear":
         return L.LinearProbe(*args, n_classes=n_classes, device=device, show_progress=show_progress, **s)
     if kind == "knn":
@@ -89,23 +104,25 @@ def build_learner(study: dict, task: Task, device: str = "auto", show_progress: 
 
         return L.LUTLearner(*args, k=k, widths=(width,) * depth, device=quick_device(device))
     if kind == "net":
-        return L.NetLearner(*args, settings=s, n_classes=n_classes, device=device, show_progress=show_progress)
+        return L.NetLearner(*args, settings=s, n_classes=n_classes, device=device, precision=precision,
+                            show_progress=show_progress)
     raise ValueError(f"unknown learner '{kind}'; use one of {LEARNERS}")
 
 
 # -------------------------------------------------------------------------------------------------- stages
 def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, ratio: float, device: str = "auto",
-                models_per_call: int | None = None) -> None:
+                models_per_call: int | None = None, precision: str = "auto") -> None:
     """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores)."""
-    learner = build_learner(study, task, device=device)
+    learner = build_learner(study, task, device=device, precision=precision)
     spec = ShardSpec.for_learner(learner, ratio=ratio, seed=int(study["seed"]))
     run_shard(learner, spec, start, stop, out_path, models_per_call=models_per_call)
 
 
 def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, outputs: dict, *,
-                   influence: dict, device: str = "auto") -> dict:
+                   influence: dict, device: str = "auto", precision: str = "auto") -> dict:
     """Memorization, held-out accuracy and influence from the study's shards; writes ``outputs``
-    (scores_csv, scores_npz, pairs, influencers, convergence, summary) and returns the summary."""
+    (scores_csv, scores_npz, pairs, influencers, convergence, summary) and returns the summary, which
+    records the precision the shards' models trained in (the same ``device`` and ``precision`` settings)."""
     est = estimate(list(shard_paths), t=int(study["t"]), infl_threshold=influence["threshold"],
                    mem_threshold=influence["mem_threshold"], top_k=influence["top_k"],
                    influence_rows=influence["rows"], device=resolve_device(device),
@@ -118,7 +135,8 @@ def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, output
     prob = est.stats["prob"]["mem"] if "prob" in est.stats else np.full(est.spec.n_train, np.nan)
     summary = {
         "study": name, "dataset": study["dataset"], "split": study["split"], "learner": study["learner"],
-        "features": study["features"], "learner_name": est.spec.learner, "t": est.t, "ratio": est.spec.ratio,
+        "features": study["features"], "learner_name": est.spec.learner,
+        "precision": study_precision(study, device, precision), "t": est.t, "ratio": est.spec.ratio,
         "seed": est.spec.seed, "n_train": est.spec.n_train, "n_test": est.spec.n_test,
         "test_acc_mean": float(np.mean(est.model_test_acc)), "test_acc_std": float(np.std(est.model_test_acc)),
         "n_mem_ge_0.25": int(np.sum(est.mem >= MEM_THETA)), "n_mem_prob_ge_0.25": int(np.sum(prob >= MEM_THETA)),
@@ -130,10 +148,11 @@ def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, output
     return summary
 
 
-def removal_stage(study: dict, task: Task, scores_npz, out_csv, *, thetas, trials: int, device: str = "auto") -> None:
+def removal_stage(study: dict, task: Task, scores_npz, out_csv, *, thetas, trials: int, device: str = "auto",
+                  precision: str = "auto") -> None:
     """Figure 2: retrain without the examples with ``mem >= theta`` and without as many random ones."""
     with np.load(scores_npz) as z:
         mem = z["mem"]
-    learner = build_learner(study, task, device=device)
+    learner = build_learner(study, task, device=device, precision=precision)
     df = removal_experiment(learner, mem, thetas, trials=trials, seed=int(study["seed"]))
     write_csv(out_csv, df)

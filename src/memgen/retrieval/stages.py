@@ -20,9 +20,9 @@ from memgen.retrieval.gates import KnnInterpolation, LearnedGate, oracle_gate
 from memgen.retrieval.memory import Neighbors, find_neighbors, knn_classify, knn_table, leave_one_out_neighbors, softmax
 from memgen.retrieval.transformer import predict_neighbor_transformer, train_neighbor_transformer
 from memgen.nets import build_net
-from memgen.runtime import resolve_device, save_npz, seed_everything, write_csv, write_json
+from memgen.runtime import resolve_device, resolve_precision, save_npz, seed_everything, write_csv, write_json
 from memgen.splits import load_split
-from memgen.train import embed, load_checkpoint, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
+from memgen.train import embed, load_checkpoint, recipe_kwargs, save_checkpoint, train_classifier
 
 METRICS = ("l2", "cosine")
 PARTS = ("train", "val", "test")
@@ -45,7 +45,7 @@ def backbone_epochs(settings: dict, split: str) -> int:
 
 # -------------------------------------------------------------------------------------------------- stages
 def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, settings: dict, split: str,
-                   device: str = "auto", seed: int = 0) -> dict:
+                   device: str = "auto", seed: int = 0, precision: str = "auto") -> dict:
     """Train the configured backbone on the split's training part; validation accuracy on its hold-out."""
     parts, sp = load_split_images(cache_path, split_path)
     x, y, _ = parts["train"]
@@ -58,22 +58,25 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, set
         net_kwargs["image_size"] = x.shape[1]
     model = build_net(settings["arch"], **net_kwargs)
     metrics = train_classifier(model, x, y, **recipe_kwargs(settings, backbone_epochs(settings, split)),
-                               device=device, seed=seed, x_val=parts["val"][0], y_val=parts["val"][1])
+                               device=device, seed=seed, x_val=parts["val"][0], y_val=parts["val"][1],
+                               precision=precision)
     metrics["arch"], metrics["epochs"] = settings["arch"], backbone_epochs(settings, split)
     save_checkpoint(checkpoint_path, model, metrics)
     write_json(metrics_path, metrics)
     return metrics
 
 
-def embed_split(cache_path, split_path, checkpoint_path, out_path, *, device: str = "auto") -> None:
-    """Embeddings and logits of train / val / test, with labels and dataset ids (``{part}_emb`` ...)."""
+def embed_split(cache_path, split_path, checkpoint_path, out_path, *, device: str = "auto",
+                precision: str = "auto") -> None:
+    """Embeddings and logits (one pass) of train / val / test, with labels and dataset ids (``{part}_emb`` ...)
+    and the ``precision`` they were computed in."""
     parts, sp = load_split_images(cache_path, split_path)
     model, _ = load_checkpoint(checkpoint_path, device=resolve_device(device))
+    precision = resolve_precision(precision, resolve_device(device))
     arrays = {"n_classes": np.int64(sp.n_classes), "test_group": sp.test_group,
-              "class_names": np.asarray(sp.class_names)}
+              "class_names": np.asarray(sp.class_names), "precision": np.asarray(precision)}
     for part, (x, y, ids) in parts.items():
-        arrays[f"{part}_emb"] = embed(model, x, device=device).astype(np.float32)
-        arrays[f"{part}_logits"] = predict_logits(model, x, device=device).astype(np.float32)
+        arrays[f"{part}_emb"], arrays[f"{part}_logits"] = embed(model, x, device=device, precision=precision)
         arrays[f"{part}_y"], arrays[f"{part}_ids"] = np.asarray(y, dtype=np.int64), np.asarray(ids, dtype=np.int64)
     save_npz(out_path, **arrays)
 
