@@ -67,6 +67,7 @@ def test_lint_is_clean():
     ("device=gpu", r"device.*gpu|gpu.*device"),
     ("epochs=3", r"epochs"),
     ("seed=-1", r"seed|-1"),
+    ("precision=fp16", r"precision.*fp16|fp16.*precision"),
 ])
 def test_bad_config_value_stops_with_its_name(override, message):
     code, out = snakemake("-n", "--config", override)
@@ -219,3 +220,33 @@ def test_bad_memorization_config_is_named(change, message, tmp_path):
     code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
     assert code != 0
     assert re.search(message, out, re.S), out[-3000:]
+
+
+RULE_PARAMS = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+config = dict(item.split("=", 1) for item in sys.argv[2:])
+with SnakemakeApi(OutputSettings()) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=Path("Snakefile"), workdir=Path("."),
+                      config_settings=ConfigSettings(configfiles=[Path(sys.argv[1])], config=config))
+    rules = wf._workflow.rules
+    print("PARAMS=" + json.dumps({r.name: dict(r.params.items()).get("precision") for r in rules}))
+"""
+PRECISION_RULES = {"train_backbone", "embed", "influence_shard", "influence_estimate", "influence_removal"}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_override_reaches_the_training_jobs(precision):
+    code, out = snakemake("-n", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", f"precision={precision}")
+    assert code == 0, out[-3000:]
+    proc = subprocess.run([sys.executable, "-c", RULE_PARAMS, "tests/smoke/config.yaml", f"data_root={DATA_ROOT}",
+                           f"precision={precision}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    params = json.loads(proc.stdout.split("PARAMS=", 1)[1])
+    assert {rule for rule, value in params.items() if value is not None} == PRECISION_RULES
+    assert {params[rule] for rule in PRECISION_RULES} == {precision}

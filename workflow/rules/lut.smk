@@ -218,6 +218,7 @@ rule bench:
     """Speed benchmarks (not part of all): snakemake bench."""
     input:
         "results/benchmarks/bench_lut.json",
+        "results/benchmarks/bench_precision.json",
 
 
 rule bench_lut:

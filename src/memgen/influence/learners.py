@@ -297,8 +297,9 @@ class MLPLearner:
                     b = idx.numel() // k
                     acts = [X.index_select(0, idx).view(k, b, D)]
                     for l in range(L):
-                        a = acts[-1].float() if bf16 and l == L - 1 else acts[-1]   # fp32 output layer
-                        h = linear(bc[l], a, Wc[l])
+                        if bf16 and l == L - 1:   # fp32 output layer: its input, cast once
+                            head_in = acts[-1].float()
+                        h = linear(bc[l], head_in if bf16 and l == L - 1 else acts[-1], Wc[l])
                         if l < L - 1:
                             h.relu_()
                         acts.append(h)
@@ -308,7 +309,7 @@ class MLPLearner:
                     for l in range(L - 1, -1, -1):
                         # SGD momentum (torch semantics: buf = momentum * buf + grad)
                         if g.dtype == bufW[l].dtype:   # fused into the weight-gradient product: one GEMM
-                            momentum_grad(bufW[l], acts[l].to(g.dtype), g)
+                            momentum_grad(bufW[l], head_in if bf16 else acts[l], g)
                         else:                          # a bf16 product, accumulated into the fp32 buffer
                             torch.add(weight_grad(acts[l], g), bufW[l], alpha=mom, out=bufW[l])
                         bufb[l].mul_(mom).add_(g.sum(1, keepdim=True, dtype=bufb[l].dtype))

@@ -1,0 +1,147 @@
+"""bf16 against fp32 on this CPU: speed goals (ratios in one process, rounds interleaved) and accuracy parity.
+
+The speed measurements live in :mod:`memgen.precision_bench` (see its docstring: ResNet-20 training loop img/s
+and the data path's share, MNIST MLP training loop FLOP/s against bare bf16 products and against fp32, one model
+of the authors' demo, the neighbour Transformer); the workflow runs the same code with ``snakemake bench`` (rule
+``bench_precision`` -> ``results/benchmarks/bench_precision.json``). Each goal prints PASS or FAIL.
+
+Parity (same seeds, both precisions; mean test accuracy within 0.3 points is the goal):
+
+* ``--parity``: the MNIST MLP of the authors' demo (784-512-256-10, 10 epochs, lr 0.1, momentum 0.9, batch 128),
+  ``--mlp-models`` (10) models on the estimator's 70% subsets of the 60,000 training images, tested on the
+  10,000 test images; and a short ResNet-20 run on CIFAR-10 (``--resnet-train`` images, default 5,000, for
+  ``--resnet-epochs`` epochs, default 3, tested on ``--resnet-test`` images).
+* ``--full-parity``: ResNet-20 with the default recipe for 8 epochs on the whole CIFAR-10 ``full`` split
+  (45,000 training images; about 20 minutes per precision on 2 idle cores), tested on the 10,000 test images.
+
+Run:  python tests/benchmarks/bench_precision.py [--quick] [--parity] [--full-parity] [--out bench.json]
+      [--threads 2] [--mnist DIR_OR_CACHE] [--cifar TAR_OR_CACHE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "src"))
+
+from memgen.precision_bench import load_mnist, run_benchmark, summary  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+PARITY_POINTS = 0.3
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def mlp_parity(mnist, n_models: int) -> dict:
+    from memgen.influence import estimator as est
+    from memgen.influence.learners import MLPLearner
+
+    x_train, y_train, x_test, y_test, source = mnist
+    m = est.subset_size(len(y_train), 0.7)
+    subsets = [est.subset_indices(len(y_train), m, 0, k) for k in range(n_models)]
+    seeds = [est.model_seed(0, k) for k in range(n_models)]
+    res = {"data": source, "models": n_models, "m": m}
+    for precision in ("fp32", "bf16"):
+        learner = MLPLearner(x_train, y_train, x_test, y_test, epochs=10, device="cpu", precision=precision)
+        t = time.perf_counter()
+        acc = learner.fit_predict(subsets, seeds).correct_test.mean(1)
+        res[precision] = {"test_acc": [round(float(a), 4) for a in acc], "mean_test_acc": float(acc.mean()),
+                          "s_per_model": round((time.perf_counter() - t) / n_models, 2)}
+        log(f"  MLP {precision}: mean test accuracy {acc.mean():.4f}, {res[precision]['s_per_model']} s/model")
+    return res
+
+
+def load_cifar(source):
+    from memgen.data import load_cache, read_image_folder
+
+    return load_cache(source) if str(source).endswith(".npz") else read_image_folder(source)
+
+
+def resnet_parity(ds, n_train: int | None, n_test: int | None, epochs: int) -> dict:
+    from memgen.nets import resnet20
+    from memgen.runtime import seed_everything
+    from memgen.train import predict_logits, train_classifier
+
+    rng = np.random.default_rng(0)
+    tr = np.sort(rng.permutation(len(ds.y_train))[:n_train or 45000])   # the full split trains on 45,000
+    te = np.arange(len(ds.y_test))[:n_test or len(ds.y_test)]
+    res = {"n_train": len(tr), "n_test": len(te), "epochs": epochs}
+    for precision in ("fp32", "bf16"):
+        seed_everything(0)
+        model = resnet20()
+        metrics = train_classifier(model, ds.x_train[tr], ds.y_train[tr], epochs=epochs, device="cpu", seed=0,
+                                   precision=precision, show_progress=False)
+        acc = float((predict_logits(model, ds.x_test[te], "cpu", precision=precision).argmax(1)
+                     == ds.y_test[te]).mean())
+        res[precision] = {"test_acc": acc, "train_s": round(metrics["train_time_s"], 1),
+                          "images_per_s": round(metrics["images_per_s"], 1)}
+        log(f"  ResNet-20 {precision}: test accuracy {acc:.4f}, {metrics['images_per_s']:.0f} img/s")
+    return res
+
+
+def parity_line(name: str, res: dict, key: str) -> str:
+    diff = 100 * (res["bf16"][key] - res["fp32"][key])
+    res["bf16_minus_fp32_points"] = round(diff, 2)
+    ok = abs(diff) <= PARITY_POINTS
+    return f"{'PASS' if ok else 'FAIL'}  {name}: bf16 - fp32 = {diff:+.2f} points (goal within {PARITY_POINTS})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the benchmark")
+    parser.add_argument("--parity", action="store_true", help="MNIST MLP and short ResNet-20 accuracy parity")
+    parser.add_argument("--full-parity", action="store_true", help="ResNet-20, 8 epochs on CIFAR-10 full")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed sections (parity only)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mnist", type=Path, default=DATA / "mnist", help="MNIST IDX folder or dataset cache")
+    parser.add_argument("--cifar", type=Path, default=DATA / "cifar10-jpeg.tar.gz",
+                        help="CIFAR-10 image folder / .tar.gz or dataset cache (results/data/cifar10.npz)")
+    parser.add_argument("--mlp-models", type=int, default=10)
+    parser.add_argument("--resnet-train", type=int, default=5000)
+    parser.add_argument("--resnet-test", type=int, default=2000)
+    parser.add_argument("--resnet-epochs", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    results, lines = {}, []
+    if not args.no_speed:
+        results = run_benchmark(args.mnist, quick=args.quick, threads=args.threads)
+        lines.append(summary(results))
+        log(lines[-1])
+    if args.parity:
+        results["mlp_parity"] = mlp_parity(load_mnist(args.mnist), args.mlp_models)
+        lines.append(parity_line("MNIST MLP mean test accuracy", results["mlp_parity"], "mean_test_acc"))
+        log(lines[-1])
+    if args.parity or args.full_parity:
+        cifar = load_cifar(args.cifar)
+        if args.parity:
+            results["resnet_parity_short"] = resnet_parity(cifar, args.resnet_train, args.resnet_test,
+                                                           args.resnet_epochs)
+            lines.append(parity_line(f"ResNet-20 {args.resnet_epochs} epochs on {args.resnet_train} images",
+                                     results["resnet_parity_short"], "test_acc"))
+            log(lines[-1])
+        if args.full_parity:
+            results["resnet_parity_full"] = resnet_parity(cifar, None, None, 8)
+            lines.append(parity_line("ResNet-20 8 epochs on CIFAR-10 full", results["resnet_parity_full"],
+                                     "test_acc"))
+            log(lines[-1])
+    if len(lines) > 1:
+        log("\n" + "\n".join(lines))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
