@@ -42,10 +42,12 @@ wildcard_constraints:
     split=SPLIT_PATTERN,
 
 
-def script_code(script):
-    """The memgen files src/scripts/<script>.py runs (its transitive imports), declared as inputs so that editing
-    a module reruns exactly the jobs whose scripts reach it."""
-    return script_modules(ROOT / "src" / "scripts" / f"{script}.py", ROOT / "src")
+def script_code(script, notebooks=()):
+    """The memgen files src/scripts/<script>.py and the notebooks it executes run (their transitive imports),
+    declared as inputs so that editing a module reruns exactly the jobs whose scripts reach it."""
+    files = [f for path in [ROOT / "src" / "scripts" / f"{script}.py", *notebooks]
+             for f in script_modules(path, ROOT / "src")]
+    return sorted(set(files))
 
 
 def dataset_files(wildcards):
