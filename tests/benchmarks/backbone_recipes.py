@@ -30,6 +30,17 @@ BASELINE = {"arch": "resnet20", "batch_size": 128, "lr": 0.2, "schedule": "onecy
             "pad": 4, "label_smoothing": 0.0}
 
 
+def with_schema_defaults(settings: dict) -> dict:
+    """A backbone entry as the workflow sees it: the retrieval schema fills the recipe keys a trial leaves out."""
+    from snakemake.utils import validate
+
+    entry = {"backbone": {"cifar10": dict(settings)}}
+    validate(entry, str(Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "retrieval.schema.yaml"))
+    recipe = entry["backbone"]["cifar10"]
+    recipe.pop("split_epochs")
+    return recipe
+
+
 def parse_trial(text: str) -> dict:
     if text == "base":
         return {}
@@ -47,7 +58,7 @@ def run_trial(overrides: dict, epochs: int, cache: str, split: str, seed: int, m
     from memgen.retrieval.stages import train_backbone
     from memgen.train import load_checkpoint, predict_logits
 
-    settings = {**BASELINE, **overrides, "epochs": epochs, "max_steps": max_steps}
+    settings = with_schema_defaults({**BASELINE, **overrides, "epochs": epochs, "max_steps": max_steps})
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_backbone(cache, split, f"{tmp}/backbone.pt", f"{tmp}/backbone.json", settings=settings,
                                  split="trial", device="cpu", seed=seed)
