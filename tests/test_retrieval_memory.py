@@ -132,24 +132,27 @@ def test_learned_gate_fits_on_holdout_only_and_beats_both_parts():
     p_val, s_val, d_val, y_val = _gate_problem(600, 0)
     val_ids, train_ids = np.arange(1000, 1600), np.arange(1000)
     with pytest.raises(ValueError, match="backbone's training set"):
-        LearnedGate().fit(p_val, s_val, d_val, y_val, example_ids=np.arange(900, 1500), backbone_train_ids=train_ids)
+        LearnedGate().fit(p_val, s_val, d_val, y_val, knn_pred=s_val.argmax(1), example_ids=np.arange(900, 1500),
+                          backbone_train_ids=train_ids)
     with pytest.raises(TypeError):
         LearnedGate().fit(p_val, s_val, d_val, y_val)  # the ids are required keywords
     with pytest.raises(RuntimeError, match="not fitted"):
-        LearnedGate().predict(p_val, s_val, d_val)
-    gate = LearnedGate().fit(p_val, s_val, d_val, y_val, example_ids=val_ids, backbone_train_ids=train_ids)
+        LearnedGate().predict(p_val, s_val, d_val, knn_pred=s_val.argmax(1))
+    gate = LearnedGate().fit(p_val, s_val, d_val, y_val, knn_pred=s_val.argmax(1), example_ids=val_ids,
+                             backbone_train_ids=train_ids)
     p, s, d, y = _gate_problem(2000, 1)
     acc_net, acc_knn = (p.argmax(1) == y).mean(), (s.argmax(1) == y).mean()
-    acc_gate = (gate.predict(p, s, d) == y).mean()
+    acc_gate = (gate.predict(p, s, d, knn_pred=s.argmax(1)) == y).mean()
     assert acc_gate > max(acc_net, acc_knn) + 0.1
     assert acc_gate <= (oracle_gate(p.argmax(1), s.argmax(1), y) == y).mean()
 
 
 def test_learned_gate_falls_back_to_constant_without_disagreements():
     p, s, d, y = _gate_problem(50, 0)
-    gate = LearnedGate().fit(p, p, d, y, example_ids=np.arange(50), backbone_train_ids=np.arange(50, 60))
+    gate = LearnedGate().fit(p, p, d, y, knn_pred=p.argmax(1), example_ids=np.arange(50),
+                             backbone_train_ids=np.arange(50, 60))
     assert gate.constant == "net" and gate.n_fit == 0
-    np.testing.assert_array_equal(gate.predict(p, s, d), p.argmax(1))
+    np.testing.assert_array_equal(gate.predict(p, s, d, knn_pred=s.argmax(1)), p.argmax(1))
 
 
 def test_knn_interpolation_picks_lambda_on_validation():
@@ -219,3 +222,29 @@ def test_neighbor_transformer_is_deterministic_and_checks_inputs(clustered_memor
         train_neighbor_transformer(keys, y, nb_train, variant="contrastive", **kw)
     with pytest.raises(ValueError, match="only 10"):
         Neighbors(nb_train.ids, nb_train.dist).head(11)
+
+
+def test_every_knn_vote_breaks_ties_the_same_way():
+    """Retrieval's k-NN rows, the gates' k-NN answer and the influence study's k-NN learner share one vote:
+    on ties the tied class whose nearest member ranks first wins (not the lowest class index)."""
+    from memgen.influence.learners import knn_vote as learner_vote
+    from memgen.knn import vote
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (3000, 4))                # k = 4 over 4 classes: many 2-2 and 1-1-1-1 ties
+    labels[:3] = [[3, 1, 1, 3], [2, 0, 1, 3], [3, 3, 0, 0]]
+    pred, shares = knn_classify(labels, 4)
+    assert pred[:3].tolist() == [3, 2, 3]
+    tied = (np.sort(shares, 1)[:, -1] == np.sort(shares, 1)[:, -2])
+    assert tied.sum() > 500 and (pred[tied] != shares[tied].argmax(1)).any()   # argmax would differ
+    np.testing.assert_array_equal(learner_vote(labels, np.zeros(len(labels), int), 4)[0], pred)
+    np.testing.assert_array_equal(vote(labels)[0], pred)
+    gate = LearnedGate(min_per_side=10 ** 9)              # constant gate: always the k-NN's answer
+    p_net = np.eye(4)[(labels[:, 0] + 1) % 4] * 0.5 + 0.125
+    gate.fit(p_net, shares, np.ones(labels.shape), pred, knn_pred=pred, example_ids=np.arange(3000),
+             backbone_train_ids=np.arange(3000, 3010))
+    assert gate.constant == "knn"
+    np.testing.assert_array_equal(gate.predict(p_net, shares, np.ones(labels.shape), knn_pred=pred), pred)
+    d = rng.random(labels.shape).cumsum(1)
+    wpred, _ = knn_classify(labels, 4, dist=d, weighting="distance")
+    np.testing.assert_array_equal(wpred, vote(labels, 1.0 / (d + 1e-8))[0])

@@ -40,15 +40,17 @@ GATE_FEATURES = ("net_conf", "net_margin", "net_entropy", "knn_share", "knn_marg
                  "net_prob_of_knn_pred", "agree", "log_d1", "log_dmean", "d1_over_dmean")
 
 
-def gate_features(net_probs: np.ndarray, knn_shares: np.ndarray, nb_dist: np.ndarray) -> np.ndarray:
+def gate_features(net_probs: np.ndarray, knn_shares: np.ndarray, nb_dist: np.ndarray,
+                  knn_pred: np.ndarray) -> np.ndarray:
     """Features ``[N, len(GATE_FEATURES)]`` for :class:`LearnedGate`: softmax confidence and margin, entropy,
-    k-NN vote share and margin, cross-support of the two predictions, agreement, neighbour distances."""
+    k-NN vote share and margin, cross-support of the two predictions, agreement, neighbour distances.
+    ``knn_pred`` is the k-NN's answer (:func:`memgen.retrieval.memory.knn_classify`, its tie rule)."""
     p = np.asarray(net_probs, dtype=np.float64)
     s = np.asarray(knn_shares, dtype=np.float64)
     d = np.maximum(np.asarray(nb_dist, dtype=np.float64), 0.0)
     rows = np.arange(len(p))
     ps, ss = np.sort(p, 1), np.sort(s, 1)
-    net_pred, knn_pred = p.argmax(1), s.argmax(1)
+    net_pred, knn_pred = p.argmax(1), np.asarray(knn_pred)
     feats = [ps[:, -1], ps[:, -1] - ps[:, -2], -(p * np.log(np.clip(p, 1e-12, 1))).sum(1),
              ss[:, -1], ss[:, -1] - ss[:, -2], s[rows, net_pred], p[rows, knn_pred],
              (net_pred == knn_pred).astype(np.float64),
@@ -71,9 +73,10 @@ class LearnedGate:
         self.constant: str | None = None
         self.n_fit = 0
 
-    def fit(self, net_probs, knn_shares, nb_dist, y, *, example_ids, backbone_train_ids) -> "LearnedGate":
-        """Fit on held-out examples. ``example_ids`` are the dataset indices of these examples and
-        ``backbone_train_ids`` those the backbone (and memory) trained on; any overlap raises ValueError."""
+    def fit(self, net_probs, knn_shares, nb_dist, y, *, knn_pred, example_ids, backbone_train_ids) -> "LearnedGate":
+        """Fit on held-out examples. ``knn_pred`` is the k-NN's answer (the same vote as its Table 1 row),
+        ``example_ids`` are the dataset indices of these examples and ``backbone_train_ids`` those the
+        backbone (and memory) trained on; any overlap raises ValueError."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -81,7 +84,7 @@ class LearnedGate:
         y = np.asarray(y)
         _check_holdout(example_ids, backbone_train_ids, len(y), "LearnedGate.fit")
         net_ok = np.asarray(net_probs).argmax(1) == y
-        knn_ok = np.asarray(knn_shares).argmax(1) == y
+        knn_ok = np.asarray(knn_pred) == y
         informative = net_ok != knn_ok
         target = knn_ok[informative].astype(int)
         self.n_fit = int(informative.sum())
@@ -89,23 +92,24 @@ class LearnedGate:
             self.constant = "knn" if knn_ok.mean() > net_ok.mean() else "net"
             self.model = None
             return self
-        X = gate_features(net_probs, knn_shares, nb_dist)[informative]
+        X = gate_features(net_probs, knn_shares, nb_dist, knn_pred)[informative]
         self.model = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
         self.model.fit(X, target)
         self.constant = None
         return self
 
-    def knn_probability(self, net_probs, knn_shares, nb_dist) -> np.ndarray:
+    def knn_probability(self, net_probs, knn_shares, nb_dist, *, knn_pred) -> np.ndarray:
         """Probability, per example, that the gate should trust the k-NN."""
         if self.model is None and self.constant is None:
             raise RuntimeError("LearnedGate is not fitted; call fit() on validation examples first")
         if self.model is None:
             return np.full(len(net_probs), 1.0 if self.constant == "knn" else 0.0)
-        return self.model.predict_proba(gate_features(net_probs, knn_shares, nb_dist))[:, 1]
+        return self.model.predict_proba(gate_features(net_probs, knn_shares, nb_dist, knn_pred))[:, 1]
 
-    def predict(self, net_probs, knn_shares, nb_dist) -> np.ndarray:
-        use_knn = self.knn_probability(net_probs, knn_shares, nb_dist) > self.threshold
-        return np.where(use_knn, np.asarray(knn_shares).argmax(1), np.asarray(net_probs).argmax(1))
+    def predict(self, net_probs, knn_shares, nb_dist, *, knn_pred) -> np.ndarray:
+        """Per example, the network's or the k-NN's (``knn_pred``) answer."""
+        use_knn = self.knn_probability(net_probs, knn_shares, nb_dist, knn_pred=knn_pred) > self.threshold
+        return np.where(use_knn, np.asarray(knn_pred), np.asarray(net_probs).argmax(1))
 
 
 class KnnInterpolation:

@@ -139,32 +139,41 @@ def transformer_stage(emb_path, nb_path, out_npz, out_json, *, variant: str, set
     return metrics
 
 
-def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_k: int) -> dict:
-    """Oracle gate (network vs 1-NN), learned gate and kNN-LM interpolation, fit on validation only."""
+def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_ks) -> dict:
+    """Per pair (network, k-NN) for every k of ``gate_ks``: the oracle of that pair (its upper bound), the
+    learned gate and the kNN-LM interpolation between the same two, fit on validation only.  Every gate
+    and its oracle use the one k-NN answer of :func:`knn_classify` (its tie rule)."""
     e, nb, sp = load_npz(emb_path), load_npz(nb_path), load_split(split_path)
     n_classes = int(e["n_classes"])
     probs = {p: softmax(e[f"{p}_logits"]) for p in ("val", "test")}
-    nbs = {p: neighbors_of(nb, "l2", p).head(gate_k) for p in ("val", "test")}
-    labels = {p: e["train_y"][nbs[p].ids] for p in ("val", "test")}
-    shares = {p: knn_classify(labels[p], n_classes, k=gate_k)[1] for p in ("val", "test")}
-    one_nn = e["train_y"][nb["l2_test_ids"][:, 0]]
     net_pred = probs["test"].argmax(1)
-    oracle = oracle_gate(net_pred, one_nn, e["test_y"])
-    gate = LearnedGate().fit(probs["val"], shares["val"], nbs["val"].dist, e["val_y"],
-                             example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
-    learned = gate.predict(probs["test"], shares["test"], nbs["test"].dist)
-    interp = KnnInterpolation().fit(probs["val"], labels["val"], nbs["val"].dist, e["val_y"], n_classes=n_classes,
-                                    example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
-    knnlm = interp.predict_proba(probs["test"], labels["test"], nbs["test"].dist).argmax(1)
-    save_npz(out_npz, oracle=oracle, learned_gate=learned, knn_lm=knnlm,
-             learned_gate_use_knn=gate.knn_probability(probs["test"], shares["test"], nbs["test"].dist))
-    info = {"gate_k": gate_k, "learned_gate_constant": gate.constant, "learned_gate_n_fit": gate.n_fit,
-            "knn_lm_lambda": interp.lam, "knn_lm_temperature": interp.temperature,
-            "n_val": int(len(e["val_y"])), "oracle_accuracy": float((oracle == e["test_y"]).mean()),
-            "learned_gate_accuracy": float((learned == e["test_y"]).mean()),
-            "knn_lm_accuracy": float((knnlm == e["test_y"]).mean())}
+    arrays, info = {}, {"gate_ks": [int(k) for k in gate_ks], "n_val": int(len(e["val_y"]))}
+    for k in gate_ks:
+        nbs = {p: neighbors_of(nb, "l2", p).head(k) for p in ("val", "test")}
+        labels = {p: e["train_y"][nbs[p].ids] for p in ("val", "test")}
+        votes = {p: knn_classify(labels[p], n_classes, k=k) for p in ("val", "test")}
+        (val_pred, val_shares), (test_pred, test_shares) = votes["val"], votes["test"]
+        oracle = oracle_gate(net_pred, test_pred, e["test_y"])
+        gate = LearnedGate().fit(probs["val"], val_shares, nbs["val"].dist, e["val_y"], knn_pred=val_pred,
+                                 example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
+        learned = gate.predict(probs["test"], test_shares, nbs["test"].dist, knn_pred=test_pred)
+        interp = KnnInterpolation().fit(probs["val"], labels["val"], nbs["val"].dist, e["val_y"], n_classes=n_classes,
+                                        example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
+        knnlm = interp.predict_proba(probs["test"], labels["test"], nbs["test"].dist).argmax(1)
+        arrays.update({f"knn_k{k}": test_pred, f"oracle_k{k}": oracle, f"learned_gate_k{k}": learned,
+                       f"knn_lm_k{k}": knnlm, f"learned_gate_use_knn_k{k}": gate.knn_probability(
+                           probs["test"], test_shares, nbs["test"].dist, knn_pred=test_pred)})
+        info[f"k{k}"] = {"learned_gate_constant": gate.constant, "learned_gate_n_fit": gate.n_fit,
+                         "knn_lm_lambda": interp.lam, "knn_lm_temperature": interp.temperature,
+                         "oracle_accuracy": float((oracle == e["test_y"]).mean()),
+                         "learned_gate_accuracy": float((learned == e["test_y"]).mean()),
+                         "knn_lm_accuracy": float((knnlm == e["test_y"]).mean())}
+    save_npz(out_npz, **arrays)
     write_json(out_json, info)
     return info
+
+
+GATE_KINDS = ("oracle", "learned_gate", "knn_lm")
 
 
 def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weighting: str = "majority",
@@ -177,12 +186,12 @@ def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weightin
         return f"{k}-NN" + (f" ({', '.join(extra)})" if extra else "")
     if kind == "transformer":
         return f"{k}-NN Transformer" + ("" if variant == "ce" else f" ({variant})")
-    return {"oracle": "Oracle gate 1-NN/network", "learned_gate": "Learned gate network/k-NN",
-            "knn_lm": "kNN-LM interpolation"}[kind]
+    return {"oracle": f"Oracle gate {k}-NN/network", "learned_gate": f"Learned gate network/{k}-NN",
+            "knn_lm": f"kNN-LM interpolation network/{k}-NN"}[kind]
 
 
 def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_path, out_predictions,
-                   out_summary, out_per_class, out_per_group, *, ks, transformer_k: int, gate_k: int,
+                   out_summary, out_per_class, out_per_group, *, ks, transformer_k: int, gate_ks,
                    dataset: str, split: str) -> pd.DataFrame:
     """Test predictions of every method; summary (overall, many/medium/few, worst class / group), per class
     and per group tables, each with ``dataset``, ``split`` and ``method`` columns."""
@@ -199,8 +208,9 @@ def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_pa
                     labels, n_classes, k=k, dist=nb[f"{metric}_test_dist"], weighting=weighting)[0]
     for variant, path in transformer_npzs.items():
         preds[method_name("transformer", k=transformer_k, variant=variant)] = load_npz(path)["test_logits"].argmax(1)
-    for kind in ("oracle", "learned_gate", "knn_lm"):
-        preds[method_name(kind)] = g[kind]
+    for k in gate_ks:
+        for kind in GATE_KINDS:
+            preds[method_name(kind, k=k)] = g[f"{kind}_k{k}"]
     counts = np.bincount(e["train_y"], minlength=n_classes)
     summary, per_class, per_group = evaluate_methods(preds, y, n_classes=n_classes, train_counts=counts,
                                                      groups=e["test_group"], class_names=sp.class_names)
