@@ -2,7 +2,7 @@
 # shards and inputs, and the files the tables and figures read. Included after lut.smk and retrieval.smk: studies
 # on embeddings use the memory study's backbones, studies on bits the LUT study's binarization.
 
-from memgen.influence.estimator import shard_path, shard_ranges
+from memgen.influence.estimator import shard_path, shard_ranges, study_seed
 
 validate(config["influence"], schema="../schemas/influence.schema.yaml")
 INFLUENCE = config["influence"]
@@ -16,7 +16,7 @@ def _check_studies():
         study.setdefault("features", "pixels")
         study.setdefault("settings", {})
         study.setdefault("models_per_call", None)
-        study.setdefault("seed", config["seed"])
+        study.setdefault("seed", study_seed(name, config["seed"]))
         dataset, split = study["dataset"], study["split"]
         if dataset not in DATASETS:
             raise ValueError(f"{where}.{name}: dataset '{dataset}' is not under datasets: in the config")
