@@ -85,7 +85,7 @@ def test_shards_estimate_and_exports_use_the_dataset_order(files, tmp_path):
     assert summary["t"] == 8 and summary["n_train"] == 250
     assert summary["n_mem_ge_0.25"] == int((scores["mem"] >= 0.25).sum())
     assert summary["n_mem_lower_ge_0.25"] == int((scores["mem_lo"] >= 0.25).sum()) < summary["n_mem_ge_0.25"]
-    assert 0 < summary["chance_mem_ge_0.25"] and summary["t_for_precision"] > 8
+    assert 0 < summary["chance_n_mem_ge_0.25"] and summary["t_for_precision"] > 8
     assert json.loads(outputs["summary"].read_text())["learner_name"] == "knn_k1_l2_d4"
     top = pd.read_csv(outputs["influencers"])
     assert set(top["test_index"]) == set(files["split_obj"].test_idx) and len(top) == 2 * 60

@@ -57,7 +57,11 @@ def summary_table(summaries: pd.DataFrame, counts: dict) -> pd.DataFrame:
             row[f"lower_mem_ge_{th}"] = int(r["count_lower"])
             row[f"chance_mem_ge_{th}"] = round(float(r["chance_count"]), 1)
         wide.append(row)
-    return summaries.merge(pd.DataFrame(wide), on="study")
+    wide = pd.DataFrame(wide)
+    clash = sorted(set(wide.columns) & set(summaries.columns) - {"study"})
+    if clash:
+        raise ValueError(f"summary columns {clash} exist in the studies' summary.json too; rename one of them")
+    return summaries.merge(wide, on="study")
 
 
 ALGORITHM_KEYS = ("dataset", "split", "learner", "features")
