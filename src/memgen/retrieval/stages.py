@@ -1,9 +1,9 @@
-"""The memory-augmented classifier as workflow stages (workflow/rules/retrieval.smk) and its report tables.
+"""The memory-augmented classifier's workflow stages (workflow/rules/retrieval.smk): what the rule scripts call.
 
-Stages, per (dataset, split): :func:`train_backbone` -> :func:`embed_split` -> :func:`knn_stage` ->
-:func:`transformer_stage` / :func:`gate_stage` -> :func:`evaluate_stage`; then :func:`table1`,
-:func:`longtail_table` and the figures of the report section. Every stage reads and writes files so that the
-rule scripts only pass paths; logic stays here. Gates are fit on the split's validation hold-out only.
+Per (dataset, split): :func:`train_backbone` -> :func:`embed_split` -> :func:`knn_stage` -> :func:`transformer_stage`
+/ :func:`gate_stage` -> :func:`evaluate_stage`. Every stage reads and writes files so that the rule scripts only
+pass paths. Gates are fit on the split's validation hold-out only. The report's tables across splits are
+:mod:`memgen.retrieval.tables`, its figures :mod:`memgen.retrieval.figures`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 
 from memgen.data import load_cache
 from memgen.retrieval.breakdown import evaluate_methods
-from memgen.retrieval.gates import KnnInterpolation, LearnedGate, oracle_gate
+from memgen.retrieval.gates import GATES, ORACLE_LABEL, GateInputs, oracle_gate
 from memgen.retrieval.memory import Neighbors, find_neighbors, knn_classify, knn_table, leave_one_out_neighbors, softmax
 from memgen.retrieval.transformer import predict_neighbor_transformer, train_neighbor_transformer
 from memgen.nets import build_net
@@ -140,45 +140,41 @@ def transformer_stage(emb_path, nb_path, out_npz, out_json, *, variant: str, set
 
 
 def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_ks) -> dict:
-    """Per pair (network, k-NN) for every k of ``gate_ks``: the oracle of that pair (its upper bound), the
-    learned gate and the kNN-LM interpolation between the same two, fit on validation only.  Every gate
-    and its oracle use the one k-NN answer of :func:`knn_classify` (its tie rule)."""
+    """Per k of ``gate_ks``, the pair (network, k-NN): its oracle gate (the pair's upper bound) and every fitted
+    gate of :data:`GATES` between the same two (fit on validation only), on the test examples: predictions
+    (``out_npz``, ``{key}_k{k}``) and fitted settings and accuracies (``out_json``, under ``k{k}``).  The
+    oracle and the gates use the one k-NN answer of :func:`knn_classify`."""
     e, nb, sp = load_npz(emb_path), load_npz(nb_path), load_split(split_path)
     n_classes = int(e["n_classes"])
-    probs = {p: softmax(e[f"{p}_logits"]) for p in ("val", "test")}
-    net_pred = probs["test"].argmax(1)
     arrays, info = {}, {"gate_ks": [int(k) for k in gate_ks], "n_val": int(len(e["val_y"]))}
     for k in gate_ks:
-        nbs = {p: neighbors_of(nb, "l2", p).head(k) for p in ("val", "test")}
-        labels = {p: e["train_y"][nbs[p].ids] for p in ("val", "test")}
-        votes = {p: knn_classify(labels[p], n_classes, k=k) for p in ("val", "test")}
-        (val_pred, val_shares), (test_pred, test_shares) = votes["val"], votes["test"]
-        oracle = oracle_gate(net_pred, test_pred, e["test_y"])
-        gate = LearnedGate().fit(probs["val"], val_shares, nbs["val"].dist, e["val_y"], knn_pred=val_pred,
-                                 example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
-        learned = gate.predict(probs["test"], test_shares, nbs["test"].dist, knn_pred=test_pred)
-        interp = KnnInterpolation().fit(probs["val"], labels["val"], nbs["val"].dist, e["val_y"], n_classes=n_classes,
-                                        example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
-        knnlm = interp.predict_proba(probs["test"], labels["test"], nbs["test"].dist).argmax(1)
-        arrays.update({f"knn_k{k}": test_pred, f"oracle_k{k}": oracle, f"learned_gate_k{k}": learned,
-                       f"knn_lm_k{k}": knnlm, f"learned_gate_use_knn_k{k}": gate.knn_probability(
-                           probs["test"], test_shares, nbs["test"].dist, knn_pred=test_pred)})
-        info[f"k{k}"] = {"learned_gate_constant": gate.constant, "learned_gate_n_fit": gate.n_fit,
-                         "knn_lm_lambda": interp.lam, "knn_lm_temperature": interp.temperature,
-                         "oracle_accuracy": float((oracle == e["test_y"]).mean()),
-                         "learned_gate_accuracy": float((learned == e["test_y"]).mean()),
-                         "knn_lm_accuracy": float((knnlm == e["test_y"]).mean())}
+        inputs = {}
+        for p in ("val", "test"):
+            nbs = neighbors_of(nb, "l2", p).head(k)
+            inputs[p] = GateInputs.from_neighbors(softmax(e[f"{p}_logits"]), e["train_y"][nbs.ids], nbs.dist,
+                                                  n_classes)
+        test = inputs["test"]
+        predictions = {"knn": test.knn_pred, "oracle": oracle_gate(test.net_probs.argmax(1), test.knn_pred,
+                                                                   e["test_y"])}
+        pair = {}
+        for key, gate_class in GATES.items():
+            gate = gate_class().fit(inputs["val"], e["val_y"], example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
+            predictions[key] = gate.predict(test)
+            arrays.update({f"{key}_{name}_k{k}": a for name, a in gate.arrays(test).items()})
+            pair.update({f"{key}_{name}": v for name, v in gate.summary().items()})
+        for key, pred in predictions.items():
+            arrays[f"{key}_k{k}"] = pred
+            pair[f"{key}_accuracy"] = float((pred == e["test_y"]).mean())
+        info[f"k{k}"] = pair
     save_npz(out_npz, **arrays)
     write_json(out_json, info)
     return info
 
 
-GATE_KINDS = ("oracle", "learned_gate", "knn_lm")
-
-
 def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weighting: str = "majority",
                 variant: str | None = None) -> str:
-    """Display names of the methods, as in the document's Table 1 where it has them."""
+    """Display names of the network, k-NN and Transformer methods, as in the document's Table 1 where it has them
+    (a gate's name is its ``label``)."""
     if kind == "net":
         return "network"
     if kind == "knn":
@@ -186,8 +182,7 @@ def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weightin
         return f"{k}-NN" + (f" ({', '.join(extra)})" if extra else "")
     if kind == "transformer":
         return f"{k}-NN Transformer" + ("" if variant == "ce" else f" ({variant})")
-    return {"oracle": f"Oracle gate {k}-NN/network", "learned_gate": f"Learned gate network/{k}-NN",
-            "knn_lm": f"kNN-LM interpolation network/{k}-NN"}[kind]
+    raise ValueError(f"unknown method kind '{kind}'; gates are named by their own label")
 
 
 def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_path, out_predictions,
@@ -209,8 +204,9 @@ def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_pa
     for variant, path in transformer_npzs.items():
         preds[method_name("transformer", k=transformer_k, variant=variant)] = load_npz(path)["test_logits"].argmax(1)
     for k in gate_ks:
-        for kind in GATE_KINDS:
-            preds[method_name(kind, k=k)] = g[f"{kind}_k{k}"]
+        preds[ORACLE_LABEL.format(k=k)] = g[f"oracle_k{k}"]
+        for key, gate_class in GATES.items():
+            preds[gate_class.label.format(k=k)] = g[f"{key}_k{k}"]
     counts = np.bincount(e["train_y"], minlength=n_classes)
     summary, per_class, per_group = evaluate_methods(preds, y, n_classes=n_classes, train_counts=counts,
                                                      groups=e["test_group"], class_names=sp.class_names)
