@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from memgen.influence import stages, tables
+from memgen.influence.estimator import summarize_removal
 from memgen.data import Dataset, save_cache
 from memgen.runtime import save_npz
 from memgen.splits import make_split, save_split
@@ -149,3 +150,23 @@ def test_consistency_says_when_studies_share_subsets_and_shows_the_noise_floor(t
         row = by.loc[(*pair, 0.5)]
         assert (row.floor_a, row.floor_b) == ("lin", "lin_rerun")
         assert row.J_mem_floor == by.loc[("lin", "lin_rerun", 0.5), "J_mem"]
+
+
+def test_removal_marks_frozen_representations_and_varies_linear_trials(files, tmp_path):
+    """Removal on embeddings refits only the linear layer (the table must say so); its trials train with
+    different batch orders, so the memorized rows differ between trials, while a k-NN's cannot."""
+    task = stages.load_task({"features": "embeddings"}, files["cache"], files["split"], files["embeddings"])
+    mem = np.where(np.arange(len(task.y_train)) % 5 == 0, 0.9, 0.0)
+    np.savez(tmp_path / "scores.npz", mem=mem)
+    rows = {}
+    for learner, settings in (("linear", {"epochs": 2, "batch_size": 16, "lr": 0.5}), ("knn", {"k": 3})):
+        study = {"learner": learner, "features": "embeddings", "seed": 0, "settings": settings}
+        stages.removal_stage(study, task, tmp_path / "scores.npz", tmp_path / f"{learner}.csv", thetas=[0.5],
+                             trials=3, device="cpu")
+        rows[learner] = pd.read_csv(tmp_path / f"{learner}.csv")
+    lin, knn = rows["linear"], rows["knn"]
+    assert not lin.representation_retrained.any() and lin.seeded_trials.all() and not knn.seeded_trials.any()
+    assert lin[lin.kind == "memorized"].test_acc.nunique() > 1            # batch order differs per trial
+    assert knn[knn.kind == "memorized"].test_acc.nunique() == 1
+    summary = summarize_removal(knn, representation_retrained=False, seeded_trials=False).set_index("kind")
+    assert summary.loc["memorized", "spread"] == "zero by construction"

@@ -366,32 +366,44 @@ def interval_se(lo, hi, level: float = LEVEL) -> np.ndarray:
     return (np.asarray(hi) - np.asarray(lo)) / (2 * norm.ppf(0.5 + level / 2))
 
 
+NEGLIGIBLE = 1e-12   # tail probabilities whose Serfling bound is below this are taken as 0 (speed)
+
+
 def chance_probability(n_correct, n_in, t: int, theta: float, level: float | None = None) -> np.ndarray:
     """Per example, the probability that ``mem >= theta`` (``level`` given: that the interval's lower
     end ``>= theta``) when membership carries no information: the example's ``t`` in/out flags
     permuted across its models, its correctness kept.  Then the number of correct in-subset models
-    is hypergeometric (t models, ``n_correct`` correct, ``n_in`` drawn), so the probability is exact.
+    is hypergeometric (t models, ``n_correct`` correct, ``n_in`` drawn), so the probability is exact
+    (up to :data:`NEGLIGIBLE` per example, where Serfling's bound for sampling without replacement shows
+    the tail is smaller).
     Summed over examples it is the count above ``theta`` expected by chance at this ``t``."""
     from scipy.stats import hypergeom
 
     C, m = np.asarray(n_correct, np.int64), np.asarray(n_in, np.int64)
     n_out = t - m
     lo_s, hi_s = np.maximum(0, m - (t - C)), np.minimum(C, m)          # support of the in-subset count
-    if level is None:
-        # mem(s) = s / m - (C - s) / n_out >= theta  <=>  s >= m (theta n_out + C) / t
-        first = np.ceil(m * ((theta - _EPS) * n_out + C) / t).astype(np.int64)
-    else:
-        # smallest s whose lower end clears theta (the lower end grows with s): bisection on the support
-        lo, hi = lo_s.copy(), hi_s + 1                                    # answer in [lo, hi]; hi = none
+    # mem(s) = s / m - (C - s) / n_out >= theta  <=>  s >= m (theta n_out + C) / t
+    first = np.maximum(np.ceil(m * ((theta - _EPS) * n_out + C) / t).astype(np.int64), lo_s)
+    excess = np.maximum(first - m * C / t, 0.0)                          # above the mean of the in-subset count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = np.exp(-2 * excess ** 2 / (np.maximum(m, 1) * (1 - (m - 1) / t)))
+        live = (first <= hi_s) & (bound >= NEGLIGIBLE)
+    if level is not None:
+        # smallest s whose lower end clears theta (the lower end grows with s; it never exceeds mem, so
+        # only examples whose point tail is not negligible can): bisection on the support
+        rows = np.flatnonzero(live)
+        lo, hi = first[rows], hi_s[rows] + 1                              # answer in [lo, hi]; hi = none
+        mr, Cr, nr = m[rows], C[rows], n_out[rows]
         while np.any(lo < hi):
             mid = (lo + hi) // 2
-            ok = mem_interval(mid, m, C - mid, n_out, level)[0] >= theta - _EPS
+            ok = mem_interval(mid, mr, Cr - mid, nr, level)[0] >= theta - _EPS
             hi = np.where((lo < hi) & ok, mid, hi)
             lo = np.where((lo < hi) & ~ok, mid + 1, lo)
-        first = lo
-    first = np.maximum(first, lo_s)
-    p = hypergeom.sf(first - 1, t, C, m)
-    p = np.where(first > hi_s, 0.0, p)
+        first = first.copy()
+        first[rows] = lo
+        live &= first <= hi_s
+    p = np.zeros(len(C))
+    p[live] = hypergeom.sf(first[live] - 1, t, C[live], m[live])
     return np.where((m >= 1) & (n_out >= 1), p, np.nan)
 
 
