@@ -58,11 +58,6 @@ def test_reproduction_notes_are_computed_from_the_numbers():
     assert "Ordering ResNet-20 > 1-NN of the document holds" in notes
 
 
-def test_backbone_epochs_per_split():
-    settings = {"epochs": 5, "split_epochs": {"lt10": 3}}
-    assert stages.backbone_epochs(settings, "lt10") == 3 and stages.backbone_epochs(settings, "full") == 5
-
-
 @pytest.fixture
 def memory(tmp_path):
     """Embeddings of a separable 3-class memory (90 stored, 30 validation, 30 test examples), its neighbours and

@@ -38,15 +38,11 @@ def load_split_images(cache_path, split_path):
     return parts, sp
 
 
-def backbone_epochs(settings: dict, split: str) -> int:
-    """Epochs for a split: ``split_epochs[split]`` when given, else ``epochs``."""
-    return int((settings.get("split_epochs") or {}).get(split, settings["epochs"]))
-
-
 # -------------------------------------------------------------------------------------------------- stages
 def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, settings: dict, split: str,
                    device: str = "auto", seed: int = 0) -> dict:
-    """Train the configured backbone on the split's training part; validation accuracy on its hold-out."""
+    """Train the backbone on the split's training part; validation accuracy on its hold-out. ``settings`` is the
+    dataset's ``retrieval.backbone`` entry with this split's epochs (the workflow's ``backbone_settings``)."""
     parts, sp = load_split_images(cache_path, split_path)
     x, y, _ = parts["train"]
     if len(parts["val"][0]) == 0:
@@ -57,9 +53,9 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, set
     if settings["arch"] in ("mnist_cnn", "lenet"):
         net_kwargs["image_size"] = x.shape[1]
     model = build_net(settings["arch"], **net_kwargs)
-    metrics = train_classifier(model, x, y, **recipe_kwargs(settings, backbone_epochs(settings, split)),
-                               device=device, seed=seed, x_val=parts["val"][0], y_val=parts["val"][1])
-    metrics["arch"], metrics["epochs"] = settings["arch"], backbone_epochs(settings, split)
+    metrics = train_classifier(model, x, y, **recipe_kwargs(settings), device=device, seed=seed,
+                               x_val=parts["val"][0], y_val=parts["val"][1])
+    metrics["arch"], metrics["epochs"] = settings["arch"], int(settings["epochs"])
     save_checkpoint(checkpoint_path, model, metrics)
     write_json(metrics_path, metrics)
     return metrics
