@@ -277,15 +277,16 @@ def compare(table: pd.DataFrame, tolerance: float = TOLERANCE) -> dict:
 
 
 def verdict(table: pd.DataFrame, what: str, tolerance: float = TOLERANCE) -> str:
-    """One markdown sentence: how many published numbers of ``what`` this run reproduces within ``tolerance``."""
+    """One markdown sentence: how many published numbers of ``what`` this run reproduces within ``tolerance``
+    (accuracies, so the differences are given in percentage points)."""
     c = compare(table, tolerance)
     if c["n"] == 0:
         return f"{what}: no published number to compare with in this configuration."
     share = c["within"] / c["n"]
     word = "reproduced" if share >= 0.8 else "partly reproduced" if share >= 0.5 else "not reproduced"
-    return (f"**{what}: {word}** — {c['within']} of {c['n']} published numbers within ±{tolerance:.2f} "
-            f"(mean |difference| {c['mean_abs']:.3f}, mean measured − published {c['mean_diff']:+.3f}, "
-            f"largest {c['max_abs']:.3f}).")
+    return (f"**{what}: {word}** — {c['within']} of {c['n']} published numbers within ±{100 * tolerance:.0f} "
+            f"points (mean |difference| {100 * c['mean_abs']:.1f} points, mean measured − published "
+            f"{100 * c['mean_diff']:+.1f}, largest {100 * c['max_abs']:.1f}).")
 
 
 def rank_agreement(table1: pd.DataFrame, dataset: str, split: str = "test") -> float:
@@ -298,27 +299,16 @@ def rank_agreement(table1: pd.DataFrame, dataset: str, split: str = "test") -> f
 
 # ------------------------------------------------------------------------------------------ report helpers
 def wide(table: pd.DataFrame, index: list[str], columns: str = "split") -> pd.DataFrame:
-    """A long table side by side: one row per ``index`` (in the table's order), ``published`` and ``measured``
-    per value of ``columns``."""
-    t = table.set_index([*index, columns])[["published", "measured"]].unstack(columns)
+    """A long table side by side: one row per ``index`` (in the table's order); ``published``, ``measured`` and
+    their ``difference`` per value of ``columns``."""
+    table = table.assign(difference=table["measured"] - table["published"])
+    values = ["published", "measured", "difference"]
+    t = table.set_index([*index, columns])[values].unstack(columns)
     t = t.reindex(pd.MultiIndex.from_frame(table[index].drop_duplicates()) if len(index) > 1
                   else pd.Index(table[index[0]].drop_duplicates(), name=index[0]))
     t.columns = [f"{value} {split}" for value, split in t.columns]
-    order = [f"{v} {s}" for s in dict.fromkeys(table[columns]) for v in ("published", "measured")]
+    order = [f"{v} {s}" for s in dict.fromkeys(table[columns]) for v in values]
     return t[[c for c in order if c in t.columns]].reset_index()
-
-
-def summary(tables: dict[str, pd.DataFrame], tolerance: float = TOLERANCE) -> pd.DataFrame:
-    """One row per table: published numbers compared, how many within ``tolerance``, mean and largest |diff|."""
-    rows = []
-    for name, table in tables.items():
-        if "published" not in table:
-            continue
-        c = compare(table, tolerance)
-        rows.append({"table": name, "compared": c["n"], f"within ±{tolerance:.2f}": c["within"],
-                     "mean |measured - published|": c["mean_abs"], "mean measured - published": c["mean_diff"],
-                     "largest |diff|": c["max_abs"]})
-    return pd.DataFrame(rows)
 
 
 def _claim(claim: str, document: str, measured: str, holds) -> dict:
