@@ -3,6 +3,7 @@
 REPORT_SECTIONS["runtime"] = {"runtimes": "results/tables/runtimes.csv"}
 REPORT_SECTIONS["intro"].update(scorecard="results/tables/scorecard.csv")
 BENCHMARKS.append("results/benchmarks/scorecard.tsv")
+REPORT_TEMPLATES = [str(ROOT / "reports" / f"{section}.ipynb") for section in REPORT_SECTIONS]
 
 # The studies' tables that hold published numbers, by scorecard input name (a study not configured adds none).
 SCORECARD_INPUTS = {
@@ -58,8 +59,8 @@ rule render_report:
     """Execute each section's notebook (reports/<section>.ipynb) with papermill; join them into one HTML page
     that opens with the preset, the scorecard and the run's provenance (commit, config, versions, device)."""
     input:
-        templates=[str(ROOT / "reports" / f"{section}.ipynb") for section in REPORT_SECTIONS],
-        code=script_code("render_report"),
+        templates=REPORT_TEMPLATES,
+        code=script_code("render_report", notebooks=REPORT_TEMPLATES),
         runtimes="results/tables/runtimes.csv",
         **report_inputs(),
     output:
