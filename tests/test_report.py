@@ -157,3 +157,10 @@ def test_rendered_page_is_offline_titled_with_contents_and_each_table_once(tmp_p
     assert page.count('id="tiny"') == 1 and page.count("<table") == 1        # shown once, no repr of a return value
     assert 'class="memgen-contents"' in page and 'href="#Sub"' in page and report.CONTENTS_PLACEHOLDER not in page
     assert "nan" not in visible_text(page).lower()
+
+
+def test_figures_keep_their_drawn_size_on_the_page():
+    from memgen.plots import FIGURE_DPI
+
+    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (2 * FIGURE_DPI).to_bytes(4, "big") + b"\x00" * 8
+    assert report.display_width(header) == 192                 # a 2-inch figure is 192 CSS px at any dpi

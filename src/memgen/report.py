@@ -277,11 +277,21 @@ def show_figure(path: str | os.PathLike, name: str, caption: str, alt: str | Non
     file."""
     from IPython.display import HTML, display
 
-    data = base64.b64encode(Path(path).read_bytes()).decode()
+    png = Path(path).read_bytes()
+    data = base64.b64encode(png).decode()
     display(HTML(
         f'<figure class="memgen-figure" id="{anchor(name)}"><img src="data:image/png;base64,{data}" '
-        f'alt="{html.escape(alt or caption)}"/><figcaption><b>{html.escape(name)}.</b> {caption} '
-        f'{link(path, "PNG")}</figcaption></figure>'))
+        f'style="width: {display_width(png)}px" alt="{html.escape(alt or caption)}"/><figcaption>'
+        f'<b>{html.escape(name)}.</b> {caption} {link(path, "PNG")}</figcaption></figure>'))
+
+
+def display_width(png: bytes) -> int:
+    """The CSS width of a figure at its drawn size (96 px per inch), whatever dpi it was saved at, so
+    sharper figures are not larger on the page."""
+    from memgen.plots import FIGURE_DPI
+
+    pixels = int.from_bytes(png[16:20], "big")              # the PNG header's width field
+    return round(pixels * 96 / FIGURE_DPI)
 
 
 def show_markdown(text: str) -> None:
