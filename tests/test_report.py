@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 
 from memgen import report, scorecard
+from memgen.influence.tables import scorecard_rows as influence_rows
+from memgen.lut.tables import scorecard_rows as lut_rows
+from memgen.retrieval.tables import scorecard_rows as retrieval_rows
 
 
 def visible_text(page: str) -> str:
@@ -70,13 +73,13 @@ def test_scorecard_rows_across_the_documents():
                                       "examples with mem >= 0.25, linear models",
                                       "examples with mem >= 0.25, full networks"],
                          "published (CIFAR-100, ResNet50)": [75.8, 38, 18099], "measured": [40.0, 10, 300]})
-    card = scorecard.build_scorecard(lut, retrieval, last)
+    card = scorecard.build_scorecard(lut_rows(lut), retrieval_rows(retrieval), influence_rows(last))
     assert card.columns.tolist() == scorecard.COLUMNS
-    lut_rows = card[card.document == "LUT"].set_index("anchor")
+    by_table = card[card.document == "LUT"].set_index("anchor")
     t1 = card[card.item.str.startswith("Table 1, MNIST")].iloc[0]
     assert t1["verdict"] == "partly reproduced (1 of 2 within)" and t1["anchor"] == "lut-table-1"
     assert t1["published"] == pytest.approx(70.0) and t1["difference"] == pytest.approx(-5.5)
-    assert len(lut_rows.loc["lut-table-3"]) == 2                                  # real and random labels
+    assert len(by_table.loc["lut-table-3"]) == 2                                  # real and random labels
     memory = card[card.document == "Memory"]
     assert memory["verdict"].tolist() == ["reproduced", "not reproduced"]       # extra has no published number
     assert set(memory["anchor"]) == {"memory-table-1"}
@@ -89,7 +92,7 @@ def test_scorecard_rows_across_the_documents():
 
 def test_scorecard_without_comparable_numbers_says_so():
     lut = {"table4": lut_table([np.nan] * 2, [0.7, 0.8], split=["test", "train"])}
-    card = scorecard.build_scorecard(lut)
+    card = scorecard.build_scorecard(lut_rows(lut))
     assert card["verdict"].str.startswith("not comparable").all() and card["published"].isna().all()
     block = report.scorecard_block(card)
     assert "nan" not in visible_text(block).lower() and 'href="#lut-table-4"' in block

@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from memgen.bits import parse_coding
+from memgen.scorecard import DATASET_NAMES, anchor, group_verdict
 
 TOLERANCE = 0.03          # |measured - published| within this counts as reproduced (numbers are given to 2 digits)
+ACCURACY_STATISTICS = ("mean", "min", "max", "test accuracy")   # the Table 2 rows that are accuracies
 
 # ------------------------------------------------------------------------------------ published numbers
 # Table 1: (training, test) accuracy; None where the document has no row for that dataset.
@@ -431,3 +433,36 @@ def claims_table4(table4: pd.DataFrame) -> pd.DataFrame:
         rows.append(_claim("every pairwise task is above chance", "test 0.61 (cat-dog) to 0.85",
                            f"lowest {lo['measured']:.3f} ({lo['name_a']}-{lo['name_b']})", bool(t["measured"].min() > 0.55)))
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------ scorecard
+def scorecard_rows(tables: dict[str, pd.DataFrame]) -> list[dict]:
+    """One row per LUT table part (per dataset, label kind or triangle): the mean of its published and measured
+    accuracies (%), the mean difference, and how many of its numbers are within the document's ±3 points."""
+    parts = []
+    if "table1" in tables:
+        t1 = tables["table1"]
+        parts += [(f"Table 1, {DATASET_NAMES.get(d, d)}: training and test accuracy per method", "LUT Table 1",
+                   t1[t1["dataset"] == d]) for d in dict.fromkeys(t1["dataset"])]
+    if "table2" in tables:
+        t2 = tables["table2"]
+        parts.append(("Table 2: LUT training accuracy per layer (mean, min, max) and test accuracy", "LUT Table 2",
+                      t2[t2["statistic"].isin(ACCURACY_STATISTICS)]))
+    if "table3" in tables:
+        t3 = tables["table3"]
+        parts += [(f"Table 3, {labels} labels: accuracy vs k", "LUT Table 3", t3[t3["labels"] == labels])
+                  for labels in ("real", "random")]
+    if "table4" in tables:
+        t4 = tables["table4"]
+        parts += [(f"Table 4: pairwise CIFAR-10 {name} accuracy", "LUT Table 4", t4[t4["split"] == split])
+                  for split, name in (("test", "test"), ("train", "training"))]
+    rows = []
+    for item, table_name, part in parts:
+        both = part.dropna(subset=["published", "measured"])
+        c = compare(both)
+        rows.append({"document": "LUT", "item": f"{item} (mean of {c['n']} numbers)" if c["n"] else item,
+                     "published": 100 * both["published"].mean() if c["n"] else np.nan,
+                     "measured": 100 * both["measured"].mean() if c["n"] else np.nan,
+                     "difference": 100 * c["mean_diff"], "tolerance": 100 * TOLERANCE,
+                     "verdict": group_verdict(c["within"], c["n"]), "decimals": 1, "anchor": anchor(table_name)})
+    return rows
