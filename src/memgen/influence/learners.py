@@ -362,13 +362,6 @@ class MLPLearner:
         n = self.n_train
         return Outputs(correct[:, :n], correct[:, n:], prob[:, :n], prob[:, n:], margin[:, :n], margin[:, n:])
 
-    def train_flops(self, m: int) -> float:
-        """Floating-point operations of one model's training on ``m`` examples (2 per multiply-add;
-        forward, input-gradient and weight-gradient products, not the first layer's input gradient)."""
-        macs = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        first = self.sizes[0] * self.sizes[1]
-        return 2.0 * self.epochs * m * (3 * macs - first)
-
 
 # --- linear probe ---------------------------------------------------------------------------------
 
