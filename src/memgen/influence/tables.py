@@ -12,6 +12,7 @@ import pandas as pd
 
 from memgen.influence.estimator import consistency_infl, consistency_mem, mem_histogram, summarize_removal, threshold_counts
 from memgen.runtime import write_csv
+from memgen.scorecard import anchor
 
 
 # The document's last-layer experiment (CIFAR-100, ResNet50 representations; t = 4,000 models at m = 0.7 n).
@@ -191,3 +192,32 @@ def write_tables(studies: dict, inputs: dict, outputs: dict, *, consistency, las
     metrics = backbone_test_accuracy(backbone_embeddings) if backbone_embeddings else None
     write_csv(outputs["last_layer"], last_layer_table(summaries, last_layer.get("linear"), last_layer.get("network"),
                                                        metrics))
+
+
+def scorecard_rows(last_layer: pd.DataFrame) -> list[dict]:
+    """The last-layer finding: the published numbers (CIFAR-100, ResNet50) set beside this run for orientation,
+    and the claim they support, checked: full networks memorize many more examples than linear models on
+    frozen features."""
+    published_column = next(c for c in last_layer.columns if c.startswith("published"))
+    table = last_layer.set_index("quantity")
+    rows = []
+    for quantity, r in table.iterrows():
+        counts = quantity.startswith("examples")
+        rows.append({"document": "F&Z", "item": f"Last layer: {quantity}", "published": r[published_column],
+                     "measured": r["measured"], "difference": np.nan, "tolerance": np.nan,
+                     "verdict": "not measured" if pd.isna(r["measured"]) else "orientation only (other data set)",
+                     "decimals": 0 if counts else 1, "anchor": anchor("F&Z last layer")})
+    counts = table[table.index.str.startswith("examples")]
+    linear = counts[counts.index.str.contains("linear")]
+    network = counts[counts.index.str.contains("full network")]
+    if len(linear) and len(network):
+        pub_lin, pub_net = linear[published_column].iloc[0], network[published_column].iloc[0]
+        lin, net = linear["measured"].iloc[0], network["measured"].iloc[0]
+        measured = net / max(lin, 1) if np.isfinite(lin) and np.isfinite(net) else np.nan
+        rows.append({"document": "F&Z", "item": "Last layer: full networks memorize more examples than linear "
+                     "models (ratio of the counts, linear count at least 1)", "published": pub_net / max(pub_lin, 1),
+                     "measured": measured, "difference": np.nan, "tolerance": np.nan,
+                     "verdict": "not measured" if not np.isfinite(measured) else
+                     "holds" if measured > 1 else "does not hold",
+                     "decimals": 1, "anchor": anchor("F&Z last layer")})
+    return rows
