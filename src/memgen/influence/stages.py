@@ -23,11 +23,14 @@ import numpy as np
 
 from memgen.influence import learners as L
 from memgen.data import load_cache
-from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard
-from memgen.runtime import resolve_device, write_csv, write_json
+from memgen.influence.estimator import ShardSpec, estimate, model_seed, removal_experiment, run_shard
+from memgen.proxies import LearningSpeedRecorder, shard_arrays
+from memgen.runtime import resolve_device, save_npz, write_csv, write_json
 from memgen.splits import load_split
 
 LEARNERS = ("mlp", "linear", "knn", "lut", "net")
+# Learners trained by minibatches that record each example's learning speed into their shards (memgen.proxies).
+RECORDING_LEARNERS = ("mlp", "net")
 FEATURES = ("pixels", "embeddings", "bits")
 MEM_THETA = 0.25
 
@@ -71,14 +74,16 @@ def load_task(study: dict, cache_path, split_path, embeddings_path=None, binariz
     return Task(x_train, sp.train_y, x_test, sp.test_y, sp.train_idx, sp.test_idx, list(sp.class_names))
 
 
-def build_learner(study: dict, task: Task, device: str = "auto", show_progress: bool = True):
-    """The study's learner (see :mod:`memgen.influence.learners`) on its task, with the study's ``settings``."""
+def build_learner(study: dict, task: Task, device: str = "auto", show_progress: bool = True, record=None):
+    """The study's learner (see :mod:`memgen.influence.learners`) on its task, with the study's ``settings``;
+    ``record`` goes to the learners of :data:`RECORDING_LEARNERS`."""
     kind, s = study["learner"], dict(study.get("settings") or {})
     args = (task.x_train, task.y_train, task.x_test, task.y_test)
     n_classes = len(task.class_names)
     if kind == "mlp":
         s["hidden"] = tuple(s.get("hidden", (512, 256)))
-        return L.MLPLearner(*args, n_classes=n_classes, device=device, show_progress=show_progress, **s)
+        return L.MLPLearner(*args, n_classes=n_classes, device=device, show_progress=show_progress, record=record,
+                            **s)
     if kind == "linear":
         return L.LinearProbe(*args, n_classes=n_classes, device=device, show_progress=show_progress, **s)
     if kind == "knn":
@@ -89,17 +94,26 @@ def build_learner(study: dict, task: Task, device: str = "auto", show_progress: 
 
         return L.LUTLearner(*args, k=k, widths=(width,) * depth, device=quick_device(device))
     if kind == "net":
-        return L.NetLearner(*args, settings=s, n_classes=n_classes, device=device, show_progress=show_progress)
+        return L.NetLearner(*args, settings=s, n_classes=n_classes, device=device, show_progress=show_progress,
+                            record=record)
     raise ValueError(f"unknown learner '{kind}'; use one of {LEARNERS}")
 
 
 # -------------------------------------------------------------------------------------------------- stages
 def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, ratio: float, device: str = "auto",
                 models_per_call: int | None = None) -> None:
-    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores)."""
-    learner = build_learner(study, task, device=device)
-    spec = ShardSpec.for_learner(learner, ratio=ratio, seed=int(study["seed"]))
-    run_shard(learner, spec, start, stop, out_path, models_per_call=models_per_call)
+    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores); for
+    :data:`RECORDING_LEARNERS` also each model's learning-speed sums (``learn_*``, :func:`memgen.proxies.shard_arrays`)."""
+    seed = int(study["seed"])
+    recorder = None
+    if study["learner"] in RECORDING_LEARNERS:
+        recorder = LearningSpeedRecorder(len(task.y_train), models=[model_seed(seed, k) for k in range(start, stop)])
+    learner = build_learner(study, task, device=device, record=recorder)
+    spec = ShardSpec.for_learner(learner, ratio=ratio, seed=seed)
+    arrays = run_shard(learner, spec, start, stop, models_per_call=models_per_call)
+    if recorder is not None:
+        arrays.update(shard_arrays(recorder))
+    save_npz(out_path, **arrays)
 
 
 def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, outputs: dict, *,
