@@ -182,5 +182,5 @@ def test_agreement_and_validate():
     assert table.loc["good", "spearman_heldout"] == pytest.approx(1.0)
     assert table.loc["good", "note"].startswith("tracks the estimate well")
     assert table.loc["bad", "note"].startswith("fails")
-    other_task = proxies.assign(label=1)
-    assert validate(scores, other_task, ["good"])["note"][0].startswith("not comparable")
+    other_task = proxies.assign(label=np.arange(1000) % 2)              # half the labels differ: another task
+    assert validate(scores, other_task, ["good"])["note"][0] == "not comparable: another task (labels differ)"

@@ -84,7 +84,8 @@ def test_missing_data_file_is_named(tmp_path):
 
 def test_smoke_report_has_every_section_with_numbers(smoke_run):
     html = (smoke_run / "results/report/study.html").read_text()
-    for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Memorization and influence", "Runtime"):
+    for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Memorization and influence",
+                    "Memorization proxies", "Runtime"):
         assert re.search(rf"<h2[^>]*>{heading}", html), f"section {heading} missing"
     assert "Traceback" not in html and "output_error" not in html
     assert html.count("<img") >= 4  # sample images and split counts of both datasets
@@ -105,6 +106,14 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert (studies["n_train"] > 0).all() and studies["test_acc_mean"].between(0, 1).all()
     last = pd.read_csv(smoke_run / "results/tables/influence_last_layer.csv")
     assert last["measured"].notna().all() and (last["published (CIFAR-100, ResNet50)"].iloc[-1] == 18099)
+    for path in ("results/retrieval/cifar10/all/proxies.csv", "results/influence/mnist_mlp/proxies.csv"):
+        proxies = pd.read_csv(smoke_run / path)                              # learning speed of every example
+        assert proxies["learn_prob"].between(0, 1).all() and (proxies["passes"] > 0).all(), path
+    assert len(pd.read_csv(smoke_run / "results/retrieval/cifar10/all/proxies.csv")) == 2000  # split 'all'
+    validation = pd.read_csv(smoke_run / "results/tables/proxies_validation.csv")
+    assert {"mnist_mlp models", "backbone cifar10/full", "embeddings neighbours cifar10/full"} <= set(validation.source)
+    assert validation["spearman_heldout"].notna().all() and validation["note"].notna().all()
+    assert "mnist_lut" not in set(validation.study)                       # another task: not comparable
     runtimes = pd.read_csv(smoke_run / "results/tables/runtimes.csv")
     assert len(runtimes) == sum(planned_jobs_all(smoke_run).values()) - 3  # all but runtime_table, render_report, all
     assert (runtimes.seconds > 0).all()
@@ -215,6 +224,24 @@ def test_bad_memorization_config_is_named(change, message, tmp_path):
     config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
     for key, value in change.items():
         config["influence"][key] = {**config["influence"][key], **value} if key == "studies" else value
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
+    assert code != 0
+    assert re.search(message, out, re.S), out[-3000:]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"backbones": {"cifar10": ["lt50"]}}, r"proxies.backbones.cifar10 has 'lt50', which is not in datasets.cifar10"),
+    ({"neighbourhood": {"sets": [{"dataset": "cifar10", "split": "binary", "features": "embeddings"}]}},
+     r"embeddings need a memory of \(cifar10, binary\)"),
+    ({"figures": {"dataset": "mnist", "split": "all"}}, r"proxies.figures shows the backbone of mnist/all"),
+    ({"top_fraction": 0.9}, r"top_fraction"),
+])
+def test_bad_proxies_config_is_named(change, message, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
+    config["proxies"].update(change)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
     code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
     assert code != 0

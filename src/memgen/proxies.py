@@ -274,15 +274,15 @@ def validate(scores: pd.DataFrame, proxies: pd.DataFrame, names, top_fraction: f
              seed: int = 0) -> pd.DataFrame:
     """One row per proxy column in ``names``: :func:`agreement` on the examples that ``scores`` (an estimate's
     ``index``, ``label``, ``mem``, ``heldout_acc``) and ``proxies`` (``index``, ``label``, proxies) share, with
-    a ``note``. Examples whose labels differ between the two (another task on the same images) are left out;
-    if none is left the proxy is reported as not comparable."""
+    a ``note``. Where a shared example has another label in the two (another task on the same images: binary,
+    random labels) or fewer than 3 examples are shared, every proxy is reported as not comparable."""
     joined = scores[["index", "label", "mem", "heldout_acc"]].merge(proxies, on="index", suffixes=("", "_proxy"))
-    joined = joined[joined["label"] == joined["label_proxy"]] if "label_proxy" in joined else joined
+    same_task = "label_proxy" not in joined or bool((joined["label"] == joined["label_proxy"]).all())
     rows = []
     for name in names:
-        if len(joined) < 3:
-            rows.append({"proxy": name, "n": len(joined), "note": "not comparable: the estimate and the proxy share "
-                         "fewer than 3 examples with the same label"})
+        if len(joined) < 3 or not same_task:
+            why = "another task (labels differ)" if not same_task else "fewer than 3 shared examples"
+            rows.append({"proxy": name, "n": len(joined), "note": f"not comparable: {why}"})
             continue
         row = {"proxy": name, **agreement(joined[name].to_numpy(), joined["heldout_acc"].to_numpy(),
                                           joined["mem"].to_numpy(), top_fraction, seed)}
