@@ -1,6 +1,7 @@
 """The workflow as users run it: lint, config validation, clear errors, the smoke DAG end to end
 through the generic cluster executor, and reruns limited to the stages an edit touches."""
 
+import json
 import os
 import re
 import shutil
@@ -80,6 +81,105 @@ def test_missing_data_file_is_named(tmp_path):
     assert code != 0
     assert f"{tmp_path}/mnist/train-images-idx3-ubyte[.gz]" in out and "data_root" in out, out[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+def rule_texts() -> dict[str, str]:
+    """Rule name -> the indented body of its definition, from the Snakefile and every rules file."""
+    texts = {}
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]:
+        parts = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
+        for name, body in zip(parts[1::2], parts[2::2]):
+            texts[name] = re.match(r"(?:[ \t]+.*\n|\n)*", body).group(0)
+    return texts
+
+
+def rule_scripts() -> dict[str, str]:
+    """Rule name -> the stem of the script under src/scripts/ it runs, for every rule with a script."""
+    scripts = {}
+    for name, body in rule_texts().items():
+        match = re.search(r'^\s+script:\s*\n\s+"\.\./\.\./src/scripts/(\w+)\.py"', body, re.M)
+        if match:
+            scripts[name] = match.group(1)
+    return scripts
+
+
+def test_every_script_rule_declares_the_code_of_its_own_script():
+    scripts = rule_scripts()
+    assert len(scripts) >= 20 and set(scripts.values()) == {p.stem for p in (REPO / "src/scripts").glob("*.py")}
+    texts = rule_texts()
+    for name, script in scripts.items():
+        declared = re.findall(r'^\s+code=script_code\("(\w+)"', texts[name], re.M)
+        assert declared == [script], f"rule {name} runs {script}.py but declares code={declared}"
+
+
+# Imports every import statement of each file given (a script, or a notebook's code cells) in a fresh forked
+# child and prints {file: [the memgen files Python really loaded]}. The parent loads the heavy third-party
+# packages once; memgen itself never, so each child starts without it.
+REAL_IMPORTS = r"""
+import ast, json, os, sys
+import numpy, pandas, torch, matplotlib
+matplotlib.use("Agg")
+assert not any(m == "memgen" or m.startswith("memgen.") for m in sys.modules)
+result = {}
+for path in sys.argv[1:]:
+    text = open(path).read()
+    if path.endswith(".ipynb"):
+        cells = [c for c in json.loads(text)["cells"] if c["cell_type"] == "code"]
+        text = "\n".join(l for c in cells for l in "".join(c["source"]).splitlines() if not l.lstrip().startswith("%"))
+    imports = [ast.unparse(n) for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        for statement in imports:
+            exec(statement, {})
+        files = sorted(m.__file__ for name, m in list(sys.modules.items())
+                       if (name == "memgen" or name.startswith("memgen.")) and getattr(m, "__file__", None))
+        os.write(write, json.dumps(files).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        out = fh.read()
+    assert os.waitpid(pid, 0)[1] == 0, f"importing the imports of {path} failed"
+    result[path] = json.loads(out)
+print(json.dumps(result))
+"""
+
+
+def real_imports(paths: list[str]) -> dict[str, set[str]]:
+    proc = subprocess.run([sys.executable, "-c", REAL_IMPORTS, *paths], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {path: set(files) for path, files in json.loads(proc.stdout).items()}
+
+
+def declared_inputs() -> dict[str, set[str]]:
+    """Rule -> the union of its jobs' input files, from a dry run of every job of the smoke DAG."""
+    code, out = snakemake("-n", "-F", "all", "bench", *SMOKE, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    inputs = {}
+    for rule, line in re.findall(r"^rule (\w+):\n\s+input: (.*)$", out, re.M):
+        inputs.setdefault(rule, set()).update(line.split(", "))
+    return inputs
+
+
+def test_every_rule_declares_every_memgen_module_its_script_imports():
+    """What Python really loads when a rule's script (and, for the report, each section's notebook) imports
+    its imports is a subset of the memgen files the rule declares as inputs."""
+    scripts = rule_scripts()
+    notebooks = sorted(str(p) for p in (REPO / "reports").glob("*.ipynb"))
+    loaded = real_imports([str(REPO / f"src/scripts/{s}.py") for s in sorted(set(scripts.values()))] + notebooks)
+    declared = declared_inputs()
+    assert set(scripts) <= set(declared), "a rule with a script has no job in the dry run"
+    for rule, script in scripts.items():
+        real = loaded[str(REPO / f"src/scripts/{script}.py")]
+        if rule == "render_report":
+            real = real.union(*(loaded[nb] for nb in notebooks))
+        assert str(REPO / "src/memgen/runtime.py") in real, f"{script}.py: the import check saw no memgen module"
+        missing = real - declared[rule]
+        assert not missing, f"rule {rule} does not declare {sorted(missing)}, which {script}.py or its notebooks import"
+    lut_notebook = loaded[str(REPO / "reports/lut.ipynb")]
+    assert str(REPO / "src/memgen/lut/tables.py") in lut_notebook   # the report reads the LUT tables module
 
 
 def test_smoke_report_has_every_section_with_numbers(smoke_run):

@@ -20,7 +20,7 @@ rule train_backbone:
         proxies="results/retrieval/{dataset}/{split}/proxies.csv",
         proxy_curves="results/retrieval/{dataset}/{split}/proxies.npz",
     params:
-        settings=lambda wc: backbone_settings(wc.dataset),
+        settings=lambda wc: backbone_settings(wc.dataset, wc.split),
         seed=config["seed"],
         device=config["device"],
     log:
@@ -101,7 +101,7 @@ rule neighbor_transformer:
     wildcard_constraints:
         variant="ce|query_drop|aux",
     params:
-        settings=TRANSFORMER,
+        settings=transformer_settings(),
         seed=config["seed"],
         device=config["device"],
     log:

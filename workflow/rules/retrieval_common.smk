@@ -1,4 +1,4 @@
-# Helpers of workflow/rules/retrieval.smk (included by it): the validated `memory` config, the (dataset, split)
+# Helpers of workflow/rules/retrieval.smk (included by it): the validated `retrieval` config, the (dataset, split)
 # pairs it runs, and the files they write.
 
 from memgen.train import RECIPE_DEFAULTS
@@ -33,8 +33,17 @@ if max(TRANSFORMER["k"], RETRIEVAL["gate_k"]) > max(RETRIEVAL["k"]):
     raise ValueError("retrieval.transformer.k and retrieval.gate_k must not exceed max(retrieval.k)")
 
 
-def backbone_settings(dataset):
-    return {**BACKBONE_DEFAULTS, **RETRIEVAL["backbone"][dataset]}
+def backbone_settings(dataset, split):
+    """The recipe of one backbone with its split's epochs resolved (``split_epochs[split]``, else ``epochs``):
+    a train_backbone job's params, so that changing one split's epochs reruns that split's backbone only."""
+    settings = {**BACKBONE_DEFAULTS, **RETRIEVAL["backbone"][dataset]}
+    split_epochs = settings.pop("split_epochs", None) or {}
+    return {**settings, "epochs": split_epochs.get(split, settings["epochs"])}
+
+
+def transformer_settings():
+    """What determines one Transformer job (not the variant list or the splits that get one)."""
+    return {k: v for k, v in TRANSFORMER.items() if k not in ("variants", "splits")}
 
 
 def mem_dir(wc):
