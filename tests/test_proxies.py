@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from memgen.influence import estimator as mz
-from memgen.influence.learners import MLPLearner
+from memgen.influence.learners import MLPLearner, NetLearner
 from memgen.nets import build_net
 from memgen.proxies import (LearningSpeed, LearningSpeedRecorder, agreement, from_shards, learning_speed,
                             neighbourhood_proxies, pca_features, shard_arrays, validate)
@@ -119,6 +119,18 @@ def test_mlp_recorder_batched_equals_reference_and_finds_planted_labels():
     planted_in = np.intersect1d(planted, covered)
     ranked = covered[np.argsort(ls.learn_prob[covered])[:len(planted_in)]]
     assert len(set(ranked) & set(planted_in)) >= 0.8 * len(planted_in)
+
+
+def test_net_learner_records_training_positions_of_its_subset():
+    x, y, _ = images(n=96)
+    subset = np.sort(np.random.default_rng(1).choice(96, 48, replace=False))
+    rec = LearningSpeedRecorder(96, models=[5])
+    learner = NetLearner(x, y, x[:8], y[:8], settings={"arch": "mnist_cnn", "epochs": 2, "batch_size": 16, "lr": 0.05,
+                                                       "augment": False, "flip": False}, device="cpu", record=rec)
+    learner.fit_predict([subset], [5])
+    count = rec.arrays()["count"][0]
+    assert count.shape == (2, 96) and (count <= 1).all()
+    np.testing.assert_array_equal(np.flatnonzero(count.sum(0)), subset)    # subset positions, mapped to training ones
 
 
 def test_shard_arrays_round_trip(tmp_path):

@@ -31,10 +31,6 @@ NEIGHBOURHOOD_PROXIES = ("knn_agree", "kde_posterior", "class_density")
 
 
 # ------------------------------------------------------------------------------------------ learning speed
-def _numpy(a) -> np.ndarray:
-    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
-
-
 class LearningSpeedRecorder:
     """Sums of the true-class probability and correctness of every pass of every training example through a
     training batch, per epoch, for one model or several (``models``: the keys the caller passes, e.g. model
@@ -42,7 +38,8 @@ class LearningSpeedRecorder:
 
     Call it as ``recorder(epoch, idx, prob, correct)`` with 1-D arrays or tensors (one model), or with
     ``[k, b]`` arrays and ``models=`` the ``k`` keys (``k`` models trained at once); ``idx`` are positions
-    ``0..n-1`` in the training set. The epoch axis grows as epochs are seen.
+    ``0..n-1`` in the training set. The sums stay on the device of the first tensors passed (no copy to the host
+    per training step); the epoch axis grows as epochs are seen.
     """
 
     def __init__(self, n: int, models=(0,)):
@@ -51,32 +48,43 @@ class LearningSpeedRecorder:
         self.row = {m: r for r, m in enumerate(self.keys)}
         if len(self.row) != len(self.keys):
             raise ValueError("recorder model keys must be distinct")
-        self.epochs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.epochs: list = []   # per epoch: (prob_sum, correct_sum, count), torch [models * n]
+        self.device = None
 
     def _epoch(self, epoch: int):
+        import torch
+
         while len(self.epochs) <= epoch:
-            shape = (len(self.keys), self.n)
-            self.epochs.append((np.zeros(shape), np.zeros(shape), np.zeros(shape, np.int32)))
+            size = len(self.keys) * self.n
+            self.epochs.append((torch.zeros(size, dtype=torch.float64, device=self.device),
+                                torch.zeros(size, dtype=torch.int32, device=self.device),
+                                torch.zeros(size, dtype=torch.int32, device=self.device)))
         return self.epochs[epoch]
 
     def __call__(self, epoch: int, idx, prob, correct, models=None) -> None:
-        idx, prob, correct = _numpy(idx), _numpy(prob), _numpy(correct)
+        import torch
+
+        idx, prob, correct = (torch.as_tensor(a) for a in (idx, prob, correct))
         if models is None:
             if len(self.keys) != 1:
                 raise ValueError("a recorder of several models needs models= with every call")
             models, idx, prob, correct = self.keys, idx[None], prob[None], correct[None]
+        if self.device is None:
+            self.device = idx.device
+        rows = torch.tensor([self.row[int(key)] for key in models], device=self.device)
+        flat = (rows[:, None] * self.n + idx.to(self.device, torch.int64)).reshape(-1)
         psum, csum, count = self._epoch(int(epoch))
-        for r, key in enumerate(models):
-            row = self.row[int(key)]
-            np.add.at(psum[row], idx[r], prob[r])
-            np.add.at(csum[row], idx[r], correct[r])
-            np.add.at(count[row], idx[r], 1)
+        psum.index_add_(0, flat, prob.to(self.device, torch.float64).reshape(-1))
+        csum.index_add_(0, flat, correct.to(self.device, torch.int32).reshape(-1))
+        count.index_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
 
     def arrays(self) -> dict:
-        """``prob_sum``, ``correct_sum``, ``count``: ``[models, epochs, n]``."""
+        """``prob_sum``, ``correct_sum``, ``count``: numpy ``[models, epochs, n]``."""
         if not self.epochs:
             raise ValueError("the recorder saw no training batch")
-        return {name: np.stack([e[i] for e in self.epochs], axis=1)
+        shape = (len(self.keys), len(self.epochs), self.n)
+        return {name: np.stack([e[i].cpu().numpy().reshape(len(self.keys), self.n) for e in self.epochs],
+                               axis=1).reshape(shape)
                 for i, name in enumerate(("prob_sum", "correct_sum", "count"))}
 
 

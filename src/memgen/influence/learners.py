@@ -731,9 +731,9 @@ class NetLearner:
         for q in progress(range(len(subsets)), desc="networks", disable=not self.show_progress):
             seed_everything(seeds[q])
             model = self._build()
-            record = None if self.record is None else (
-                lambda e, i, p, c, sub=subsets[q], seed=seeds[q]: self.record(e, sub[i.cpu().numpy()][None], p[None],
-                                                                              c[None], models=[seed]))
+            record = None if self.record is None else (   # positions in the subset -> training positions
+                lambda e, i, p, c, sub=torch.as_tensor(subsets[q], device=self.device), seed=seeds[q]:
+                self.record(e, sub[i][None], p[None], c[None], models=[seed]))
             train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **recipe_kwargs(s),
                              device=self.device, seed=seeds[q], show_progress=False, record=record)
             logits = torch.from_numpy(predict_logits(model, x_all, device=self.device))[None]
