@@ -269,10 +269,10 @@ def verdict(row: dict) -> str:
     rho, rho_mem = row["spearman_heldout"], row["spearman_mem"]
     if not np.isfinite(rho):
         return "fails: too few examples to correlate"
-    if rho <= 0:
+    if rho <= -0.1:
         return f"fails: ranks against the estimate (rho {rho:+.2f} with held-out accuracy)"
     if rho < 0.3:
-        return f"fails: barely tracks the estimate (rho {rho:+.2f})"
+        return f"fails: does not track the estimate (rho {rho:+.2f} with held-out accuracy)"
     strength = "tracks the estimate well" if rho >= 0.6 else "tracks the estimate partly"
     extra = "" if rho_mem <= -0.3 else f"; weak on mem itself (rho {rho_mem:+.2f})"
     return strength + extra

@@ -87,7 +87,7 @@ def validation_table(studies: dict, scores: dict, sources: dict, *, top_fraction
             table["note"] = [("same models as the estimate; " if same_models else "") + note for note in table["note"]]
             rows.append(table.assign(study=name, learner=study["learner"], t=int(study["t"]), source=source,
                                      kind=info["kind"], coverage=round(coverage, 4), same_models=same_models,
-                                     mean_mem_se=float(np.nanmean(sc["mem_se"]))))
+                                     mean_mem_se=float(sc["mem_se"].mean())))   # NaN where no example has one
     cols = ["study", "learner", "t", "source", "kind", "proxy", "same_models", "n", "coverage", "spearman_heldout",
             "spearman_mem", "top_size", "top_overlap_mem", "top_overlap_heldout", "mean_mem_se", "note"]
     if not rows:
@@ -123,13 +123,13 @@ def plot_scatter(validation: pd.DataFrame, scores: dict, sources: dict, path, *,
         if len(joined) > max_points:
             joined = joined.iloc[rng.choice(len(joined), max_points, replace=False)]
         jitter = rng.uniform(-0.01, 0.01, len(joined))   # held-out accuracy of few models takes few values
-        ax.scatter(joined[r["proxy"]], joined["heldout_acc"] + jitter, s=2, alpha=0.3, lw=0)
+        ax.scatter(joined[r["proxy"]], joined["heldout_acc"] + jitter, s=4, alpha=0.4, lw=0)
         ax.set_title(f"{r['study']} (t={r['t']}) vs {r['source']}\nrho={r['spearman_heldout']:+.2f}", fontsize=7)
         ax.set_xlabel(r["proxy"], fontsize=7)
         ax.set_ylabel("held-out accuracy", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.suptitle("Proxies against the subsampling estimate (held-out accuracy)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     save_figure(fig, path)
 
 
