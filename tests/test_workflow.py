@@ -31,14 +31,37 @@ def planned_jobs(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the project, so runs and edits never touch the checkout."""
-    root = tmp_path_factory.mktemp("project")
+def copy_project(root):
     for name in PROJECT_FILES:
         src, dst = REPO / name, root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the project, so runs and edits never touch the checkout."""
+    return copy_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def touched(tmp_path_factory):
+    """A copy of the project whose smoke DAG counts as done without running a job: every output and benchmark
+    file exists (empty) and `snakemake --touch` records them as current. A dry run on it shows what a change
+    would rerun, in seconds."""
+    root = copy_project(tmp_path_factory.mktemp("touched"))
+    code, out = snakemake("-n", "-F", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=root)
+    assert code == 0, out[-3000:]
+    for line in re.findall(r"^\s+(?:output|benchmark): (.*)$", out, re.M):
+        for name in line.split(", "):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).touch()
+    code, out = snakemake("--touch", "--forceall", "--cores", "1", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}",
+                          cwd=root)
+    assert code == 0, out[-3000:]
+    code, out = snakemake("-n", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=root)
+    assert code == 0 and "Nothing to be done" in out, out[-3000:]
     return root
 
 
@@ -182,6 +205,35 @@ def test_every_rule_declares_every_memgen_module_its_script_imports():
     assert str(REPO / "src/memgen/lut/tables.py") in lut_notebook   # the report reads the LUT tables module
 
 
+RETRIEVAL_RARE = {"train_backbone": 1, "embed": 1, "knn": 1, "gate": 1, "evaluate_retrieval": 1, "retrieval_tables": 1,
+                  "retrieval_figures": 1}
+REPORT = {"runtime_table": 1, "render_report": 1, "all": 1}
+
+
+@pytest.mark.parametrize("old, new, jobs", [
+    ("split_epochs: {lt10: 1, lt50: 1, lt100: 1, rare: 1}", "split_epochs: {lt10: 1, lt50: 1, lt100: 1, rare: 2}",
+     {**RETRIEVAL_RARE, **REPORT}),
+    ("    keep_fraction: 0.1\n", "    keep_fraction: 0.2\n",
+     {"make_split": 1, "summarize_data": 1, "plot_data": 1, **RETRIEVAL_RARE, **REPORT}),
+    ("variants: [ce, query_drop],", "variants: [ce, query_drop, aux],",
+     {"neighbor_transformer": 2, "evaluate_retrieval": 2, "retrieval_tables": 1, "retrieval_figures": 1, **REPORT}),
+], ids=["rare epochs", "rare keep_fraction", "a third Transformer variant"])
+def test_a_config_change_plans_only_the_jobs_it_determines(touched, old, new, jobs):
+    """Params hold what determines a job's output and nothing else: the rare split's epochs retrain the rare
+    backbone only (not every CIFAR-10 backbone), the rare task's settings rebuild the rare split only, a new
+    Transformer variant trains the new jobs without retraining the others."""
+    config = (touched / "tests/smoke/config.yaml").read_text()
+    assert old in config
+    (touched / "changed.yaml").write_text(config.replace(old, new))
+    code, out = snakemake("-n", "all", "--configfile", "changed.yaml", "--config", f"data_root={DATA_ROOT}",
+                          cwd=touched)
+    assert code == 0, out[-3000:]
+    assert planned_jobs(out) == jobs, out[-3000:]
+    if "train_backbone" in jobs:
+        assert re.search(r"^rule train_backbone:\n(?:\s+\w+: .*\n)*?\s+wildcards: dataset=cifar10, split=rare$", out,
+                         re.M), out[-3000:]
+
+
 def test_smoke_report_has_every_section_with_numbers(smoke_run):
     html = (smoke_run / "results/report/study.html").read_text()
     for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Memorization and influence",
@@ -197,8 +249,8 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
         table = pd.read_csv(smoke_run / f"results/tables/seed001_{name}.csv")
         assert {"published", "measured"} <= set(table.columns) and table["measured"].notna().all(), name
     assert pd.read_csv(smoke_run / "results/tables/seed001_figure1.csv")["gap"].notna().all()
-    memory = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the memory study's Table 1
-    assert memory["measured"].notna().all() and pd.api.types.is_numeric_dtype(memory["measured"])
+    retrieval = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the retrieval study's Table 1
+    assert retrieval["measured"].notna().all() and pd.api.types.is_numeric_dtype(retrieval["measured"])
     studies = pd.read_csv(smoke_run / "results/tables/influence_summary.csv").set_index("study")
     assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_lut", "cifar10_linear", "cifar10_linear_rerun",
                                   "cifar10_knn", "cifar10_net"}
@@ -238,21 +290,34 @@ def edit(path):
     path.write_text(path.read_text() + "\n# edited by the test\n")
 
 
-def test_editing_a_module_reruns_only_its_dependents(smoke_run, mirror):
-    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
-    assert code == 0 and "Nothing to be done" in out, out[-3000:]
-    modules = {name: smoke_run / f"src/memgen/{name}.py" for name in ("figures", "splits")}
-    originals = {name: path.read_text() for name, path in modules.items()}
-    try:
-        edit(modules["figures"])
-        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
+def test_editing_a_module_reruns_only_its_dependents(touched):
+    """Each rule declares the memgen files its script imports: editing the shared plotting module reruns the
+    figure jobs that use it, a module of one study only that study's jobs (and the report), a foundation
+    module everything built on it."""
+    def dry_run():
+        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=touched)
         assert code == 0, out[-3000:]
-        assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "influence_figures", "runtime_table",
-                                          "render_report", "all"}
+        return planned_jobs(out)
+
+    modules = {name: touched / f"src/memgen/{name}.py" for name in ("plots", "lut/figures", "retrieval/tables",
+                                                                    "splits")}
+    originals = {name: path.read_text() for name, path in modules.items()}
+    report = {"runtime_table", "render_report", "all"}
+    try:
+        assert dry_run() == {}
+        edit(modules["plots"])
+        assert set(dry_run()) == {"summarize_data", "plot_data", "influence_figures"} | report
+        modules["plots"].write_text(originals["plots"])
+        edit(modules["lut/figures"])
+        assert set(dry_run()) == {"lut_figures"} | report
+        modules["lut/figures"].write_text(originals["lut/figures"])
+        edit(modules["retrieval/tables"])   # also read by the report's retrieval notebook
+        assert set(dry_run()) == {"retrieval_tables", "retrieval_figures"} | report   # figures read a table
+        modules["retrieval/tables"].write_text(originals["retrieval/tables"])
+        assert dry_run() == {}               # the same content again: nothing is stale
         edit(modules["splits"])
-        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
-        jobs = planned_jobs(out)
-        assert "make_split" in jobs and "prepare_data" not in jobs
+        jobs = dry_run()
+        assert "make_split" in jobs and "train_backbone" in jobs and "prepare_data" not in jobs
     finally:  # the later tests start from a finished DAG again
         for name, path in modules.items():
             path.write_text(originals[name])
@@ -320,7 +385,7 @@ def test_raising_t_trains_only_the_new_models(smoke_run, mirror):
     ({"studies": {"bad": {"dataset": "mnist", "split": "all", "learner": "lut", "features": "pixels", "t": 4,
                           "shard_size": 2}}}, r"bits"),
 ])
-def test_bad_memorization_config_is_named(change, message, tmp_path):
+def test_bad_influence_config_is_named(change, message, tmp_path):
     import yaml
 
     config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
@@ -348,3 +413,15 @@ def test_bad_proxies_config_is_named(change, message, tmp_path):
     code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
     assert code != 0
     assert re.search(message, out, re.S), out[-3000:]
+
+
+@pytest.mark.parametrize("old, new", [("memory", "retrieval"), ("memorization", "influence")])
+def test_an_old_config_key_stops_naming_the_new_one(old, new, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
+    config[old] = config.pop(new)
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
+    code, out = snakemake("-n", "--configfile", str(tmp_path / "old.yaml"))
+    assert code != 0
+    assert f"config key '{old}' is now '{new}'" in out, out[-3000:]

@@ -4,7 +4,7 @@
 
 from memgen.influence.estimator import shard_path, shard_ranges
 
-validate(config["influence"], schema="../schemas/influence.schema.yaml")
+validate(config["influence"], schema="../schemas/influence.schema.yaml")   # fills the schema's defaults
 INFLUENCE = config["influence"]
 STUDIES = INFLUENCE["studies"]
 INFLUENCE_GPU = 1 if str(config["device"]).startswith("cuda") else 0
@@ -13,10 +13,7 @@ INFLUENCE_GPU = 1 if str(config["device"]).startswith("cuda") else 0
 def _check_studies():
     where = "influence.studies"
     for name, study in STUDIES.items():
-        study.setdefault("features", "pixels")
-        study.setdefault("settings", {})
-        study.setdefault("models_per_call", None)
-        study.setdefault("seed", config["seed"])
+        study.setdefault("seed", config["seed"])   # the one default a schema cannot state: another key's value
         dataset, split = study["dataset"], study["split"]
         if dataset not in DATASETS:
             raise ValueError(f"{where}.{name}: dataset '{dataset}' is not under datasets: in the config")

@@ -51,7 +51,7 @@ rule neighbourhood_proxies:
         "results/logs/neighbourhood_proxies/{dataset}/{split}/{features}.log",
     benchmark:
         "results/benchmarks/neighbourhood_proxies/{dataset}/{split}/{features}.tsv"
-    threads: PROXIES.get("threads", 2)
+    threads: PROXIES["threads"]
     conda:
         "../../envs/memgen.yaml"
     resources:
@@ -72,7 +72,7 @@ rule proxy_validation:
     params:
         studies={name: {k: s[k] for k in ("dataset", "split", "learner", "t")} for name, s in STUDIES.items()},
         sources=PROXY_SOURCES,
-        top_fraction=PROXIES.get("top_fraction", 0.01),
+        top_fraction=PROXIES["top_fraction"],
         seed=config["seed"],
     log:
         "results/logs/proxy_validation.log",

@@ -3,15 +3,15 @@
 
 from memgen.influence.stages import RECORDING_LEARNERS
 
-validate(config["proxies"], schema="../schemas/proxies.schema.yaml")
+validate(config["proxies"], schema="../schemas/proxies.schema.yaml")   # fills the schema's defaults
 PROXIES = config["proxies"]
-NEIGHBOURHOOD = {"k": 20, "pca": 64, "sets": [], **PROXIES.get("neighbourhood", {})}
-PROXY_FIGURES_SET = {"dataset": "cifar10", "split": "full", "per_class": 8, **PROXIES.get("figures", {})}
+NEIGHBOURHOOD = PROXIES["neighbourhood"]
+PROXY_FIGURES_SET = PROXIES["figures"]
 
 
 def _proxy_backbone_pairs():
     pairs = list(RETRIEVAL_PAIRS)
-    for dataset, splits in PROXIES.get("backbones", {}).items():
+    for dataset, splits in PROXIES["backbones"].items():
         if dataset not in RETRIEVAL["backbone"]:
             raise ValueError(f"proxies.backbones names dataset '{dataset}' but retrieval.backbone has no entry for it")
         for split in splits:

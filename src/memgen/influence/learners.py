@@ -682,9 +682,10 @@ class NetLearner:
     """A network of :mod:`memgen.nets` (e.g. ResNet-20) trained from scratch on each subset with
     :func:`memgen.train.train_classifier`, on uint8 images ``[N, H, W, C]``: the document's full-network
     case, GPU scale.  One model at a time; the model seed fixes initialisation, batch order and
-    augmentation, so a model is a pure function of (subset, seed).  ``settings`` are the backbone keys
-    of the memory config (arch, epochs and :data:`memgen.train.RECIPE_DEFAULTS`'s keys, flip). ``record`` is
-    called as in :class:`MLPLearner` (``[1, b]`` arrays, ``models=[seed]``) at every training step."""
+    augmentation, so a model is a pure function of (subset, seed).  ``settings`` is a training recipe: ``arch``
+    and every key of :data:`memgen.train.RECIPE_KEYS` (the study's config entry, whose schema fills the
+    defaults). ``record`` is called as in :class:`MLPLearner` (``[1, b]`` arrays, ``models=[seed]``) at every
+    training step."""
 
     @classmethod
     def from_settings(cls, x_train, y_train, x_test, y_test, settings: dict, *, n_classes: int, device: str,
@@ -695,15 +696,16 @@ class NetLearner:
     def __init__(self, x_train, y_train, x_test, y_test, settings: dict, n_classes: int | None = None,
                  device: str = "auto", show_progress: bool = False, record=None):
         from memgen.data import check_images
-        from memgen.train import RECIPE_DEFAULTS
+        from memgen.train import recipe_kwargs
 
         self.y_train, self.y_test = _check_task(x_train, y_train, x_test, y_test)
         self.x_train, self.x_test = check_images(x_train), check_images(x_test)
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
         self.n_classes = int(n_classes or (max(self.y_train.max(initial=0), self.y_test.max(initial=0)) + 1))
-        self.settings = {**RECIPE_DEFAULTS, **settings}
-        if "arch" not in self.settings or "epochs" not in self.settings:
-            raise ValueError("NetLearner settings need 'arch' and 'epochs' (as a retrieval.backbone entry)")
+        if "arch" not in settings:
+            raise ValueError("NetLearner settings need 'arch' (a network of memgen.nets)")
+        self.settings = dict(settings)
+        self.recipe = recipe_kwargs(self.settings)
         self.device = resolve_device(device)
         self.show_progress = show_progress
         self.record = record
@@ -721,10 +723,10 @@ class NetLearner:
         import torch
 
         from memgen.runtime import seed_everything
-        from memgen.train import predict_logits, recipe_kwargs, train_classifier
+        from memgen.train import predict_logits, train_classifier
 
         subsets, seeds = _check_subsets(subsets, seeds, self.n_train)
-        s, n = self.settings, self.n_train
+        n = self.n_train
         out = Outputs.empty(len(subsets), n, self.n_test)
         x_all = np.concatenate([self.x_train, self.x_test])
         y_all = torch.from_numpy(np.concatenate([self.y_train, self.y_test]))
@@ -734,7 +736,7 @@ class NetLearner:
             record = None if self.record is None else (   # positions in the subset -> training positions
                 lambda e, i, p, c, sub=torch.as_tensor(subsets[q], device=self.device), seed=seeds[q]:
                 self.record(e, sub[i][None], p[None], c[None], models=[seed]))
-            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **recipe_kwargs(s),
+            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **self.recipe,
                              device=self.device, seed=seeds[q], show_progress=False, record=record)
             logits = torch.from_numpy(predict_logits(model, x_all, device=self.device))[None]
             c, p, m = scores_from_logits(logits, y_all)
