@@ -306,7 +306,7 @@ def test_editing_a_module_reruns_only_its_dependents(touched):
     try:
         assert dry_run() == {}
         edit(modules["plots"])
-        assert set(dry_run()) == {"summarize_data", "plot_data", "influence_figures"} | report
+        assert set(dry_run()) == {"summarize_data", "plot_data", "influence_figures", "proxy_figures"} | report
         modules["plots"].write_text(originals["plots"])
         edit(modules["lut/figures"])
         assert set(dry_run()) == {"lut_figures"} | report

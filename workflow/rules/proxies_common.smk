@@ -1,6 +1,8 @@
 # Helpers of workflow/rules/proxies.smk (included by it): the validated `proxies` config, the backbones and
 # estimator studies that record a learning-speed proxy, the neighbourhood sets and every proxy source.
 
+import re
+
 from memgen.influence.stages import RECORDING_LEARNERS
 
 validate(config["proxies"], schema="../schemas/proxies.schema.yaml")   # fills the schema's defaults
@@ -41,9 +43,13 @@ def _neighbourhood_sets():
 
 
 NEIGHBOURHOOD_SETS = _neighbourhood_sets()
+# Backbones of the dataset's own classification task (not the rare split's two groups): the ones an estimate can
+# share examples and labels with.
+SAME_TASK_SPLITS = r"all|full|lt\d+"
 PROXY_SOURCES = {
     **{f"backbone {d}/{s}": {"path": f"results/retrieval/{d}/{s}/proxies.csv", "dataset": d,
-                             "kind": "learning speed, backbone", "study": None} for d, s in PROXY_BACKBONE_PAIRS},
+                             "kind": "learning speed, backbone", "study": None}
+       for d, s in PROXY_BACKBONE_PAIRS if re.fullmatch(SAME_TASK_SPLITS, s)},
     **{f"{name} models": {"path": f"results/influence/{name}/proxies.csv", "dataset": STUDIES[name]["dataset"],
                           "kind": "learning speed, the estimate's own models", "study": name}
        for name in RECORDING_STUDIES},
