@@ -167,7 +167,6 @@ def plot_class_histograms(proxies_csv, class_names, path, *, proxy: str = "learn
     for c, ax in enumerate(axes[:len(class_names)]):
         values = px.loc[px["label"] == c, proxy]
         ax.hist(values, bins=bins, color="tab:blue")
-        ax.set_yscale("log")
         ax.set_title(f"{class_names[c]} (median {values.median():.2f})" if len(values) else str(class_names[c]),
                      fontsize=7)
         ax.tick_params(labelsize=6)
