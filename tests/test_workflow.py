@@ -46,21 +46,21 @@ def project(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def touched(tmp_path_factory):
+def touched(data_root, tmp_path_factory):
     """A copy of the project whose smoke DAG counts as done without running a job: every output and benchmark
     file exists (empty) and `snakemake --touch` records them as current. A dry run on it shows what a change
     would rerun, in seconds."""
     root = copy_project(tmp_path_factory.mktemp("touched"))
-    code, out = snakemake("-n", "-F", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=root)
+    code, out = snakemake("-n", "-F", "all", *SMOKE, "--config", f"data_root={data_root}", cwd=root)
     assert code == 0, out[-3000:]
     for line in re.findall(r"^\s+(?:output|benchmark): (.*)$", out, re.M):
         for name in line.split(", "):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).touch()
-    code, out = snakemake("--touch", "--forceall", "--cores", "1", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}",
-                          cwd=root)
+    code, out = snakemake("--touch", "--forceall", "--cores", "1", "all", *SMOKE, "--config",
+                          f"data_root={data_root}", cwd=root)
     assert code == 0, out[-3000:]
-    code, out = snakemake("-n", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=root)
+    code, out = snakemake("-n", "all", *SMOKE, "--config", f"data_root={data_root}", cwd=root)
     assert code == 0 and "Nothing to be done" in out, out[-3000:]
     return root
 

@@ -110,13 +110,17 @@ def plot_influence(cache_path, pairs: pd.DataFrame, path, *, title: str, n_examp
 
 
 def plot_consistency(consistency: pd.DataFrame, path) -> None:
-    """Document Figure 7 (top): D_mem and J_mem against theta for each pair of studies."""
+    """Document Figure 7 (top): D_mem and J_mem against theta for each pair of studies; pairs of one algorithm
+    with independent subsets (the noise floor) dashed, pairs that share subsets marked in the legend."""
     mem = consistency[consistency["kind"] == "mem"]
     fig, (ax_d, ax_j) = plt.subplots(1, 2, figsize=(8, 3))
     for (a, b), d in mem.groupby(["a", "b"], sort=False):
-        label = f"{a} vs {b}"
-        ax_d.plot(d["theta"], d["D_mem"], "o-", ms=3, label=label)
-        ax_j.plot(d["theta"], d["J_mem"], "o-", ms=3, label=label)
+        floor = bool(d["same_algorithm"].iloc[0]) and not bool(d["shared_subsets"].iloc[0])
+        label = f"{a} vs {b}" + (" (noise floor)" if floor else "") + \
+            (" (shared subsets)" if bool(d["shared_subsets"].iloc[0]) else "")
+        style = "o--" if floor else "o-"
+        ax_d.plot(d["theta"], d["D_mem"], style, ms=3, label=label)
+        ax_j.plot(d["theta"], d["J_mem"], style, ms=3, label=label)
     ax_d.set(xlabel="theta_mem", ylabel="D_mem (mean |difference|)")
     ax_j.set(xlabel="theta_mem", ylabel="J_mem (Jaccard)", ylim=(0, 1))
     if len(mem):
