@@ -127,7 +127,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                      warmup_frac: float = 0.0, pad: int = 4, flip: bool | None = None,
                      x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, eval_every: int = 1,
                      max_steps: int | None = None, amp: bool | None = None, channels_last: bool | None = None,
-                     show_progress: bool = True) -> dict:
+                     show_progress: bool = True, record=None) -> dict:
     """Train ``model`` in place on uint8 images ``x_uint8`` ``[N, H, W, C]`` with int labels ``y``.
 
     Returns a JSON-serialisable metrics dict: per-epoch ``loss_curve`` / ``train_acc_curve`` (on augmented
@@ -142,6 +142,9 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     ``max_steps`` truncates training (the schedule is laid out over the truncated length).
     ``seed`` drives shuffling and augmentation; weight initialization happens when the net is built, so call
     ``memgen.runtime.seed_everything(seed)`` before building it for a fully reproducible run.
+    ``record``, when given, is called after every training step as ``record(epoch, idx, prob, correct)``: the
+    positions in ``x_uint8`` of the batch, their true-class probability and correctness (on the augmented
+    images, before the step), e.g. a :class:`memgen.proxies.LearningSpeedRecorder`.
     """
     wall0, cpu0 = time.perf_counter(), time.process_time()
     device = resolve_device(device)
@@ -220,6 +223,9 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
             loss.backward()
             opt.step()
             loss_d = loss.detach()
+            if record is not None:
+                prob = torch.softmax(logits.detach().float(), 1).gather(1, yb[:, None])[:, 0]
+                record(epoch, idx, prob, logits.detach().argmax(1) == yb)
             loss_sum += loss_d * len(idx)
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(idx)

@@ -203,6 +203,9 @@ class MLPLearner:
     floating-point rounding.  ``parallel=None``: 256 models at once on CUDA; on CPU as many as torch
     threads, so that each thread runs whole matrix products of its own model (no synchronisation
     inside the small products, which stalls when other processes share the cores).
+    ``record`` (e.g. a :class:`memgen.proxies.LearningSpeedRecorder` keyed by model seed) is called after every
+    forward pass of training as ``record(epoch, idx [k, b], prob [k, b], correct [k, b], models=seeds)``: each
+    model's batch positions, their true-class probability and correctness before the step.
     """
 
     @classmethod
@@ -214,7 +217,7 @@ class MLPLearner:
     def __init__(self, x_train, y_train, x_test, y_test, hidden: Sequence[int] = (512, 256), epochs: int = 10,
                  lr: float = 0.1, momentum: float = 0.9, batch_size: int = 128, n_classes: int | None = None,
                  mode: str = "batched", parallel: int | None = None, device: str = "auto", dtype=None,
-                 eval_batch: int = 8192, show_progress: bool = False):
+                 eval_batch: int = 8192, show_progress: bool = False, record=None):
         import torch
 
         if mode not in ("batched", "reference"):
@@ -234,6 +237,7 @@ class MLPLearner:
         self.parallel = parallel or (256 if self.device.startswith("cuda") else torch.get_num_threads())
         self.eval_batch = int(eval_batch)
         self.show_progress = show_progress
+        self.record = record
         self.name = (f"mlp{'-'.join(map(str, self.sizes))}_e{self.epochs}_lr{self.lr:g}_m{self.momentum:g}"
                      f"_b{self.batch_size}")
 
@@ -303,7 +307,12 @@ class MLPLearner:
                             h.relu_()
                         acts.append(h)
                     g = torch.softmax(acts[-1], dim=-1)          # d(mean cross-entropy)/d(logits)
-                    g.view(k * b, -1)[torch.arange(k * b, device=dev), Y.index_select(0, idx)] -= 1.0
+                    yb = Y.index_select(0, idx)
+                    if self.record is not None:
+                        yk = yb.view(k, b, 1)
+                        self.record(e, idx.view(k, b), g.gather(2, yk)[..., 0],
+                                    acts[-1].argmax(-1) == yk[..., 0], models=seeds)
+                    g.view(k * b, -1)[torch.arange(k * b, device=dev), yb] -= 1.0
                     g.mul_(1.0 / b)
                     for l in range(L - 1, -1, -1):
                         # SGD momentum (torch semantics: buf = momentum * buf + grad) fused into the
@@ -332,11 +341,15 @@ class MLPLearner:
         model = torch.nn.Sequential(*layers[:-1]).to(dev)
         opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum, foreach=True)
         sub = torch.from_numpy(np.asarray(subset)).to(dev)
-        for order in epoch_orders(seed, len(subset), self.epochs):
+        for e, order in enumerate(epoch_orders(seed, len(subset), self.epochs)):
             gidx = sub[torch.from_numpy(order).to(dev)]
             for s in range(0, len(subset), self.batch_size):
                 idx = gidx[s:s + self.batch_size]
-                loss = F.cross_entropy(model(self.X.index_select(0, idx)), self.Y.index_select(0, idx))
+                logits, yb = model(self.X.index_select(0, idx)), self.Y.index_select(0, idx)
+                if self.record is not None:
+                    self.record(e, idx[None], torch.softmax(logits.detach(), 1).gather(1, yb[:, None]).T,
+                                (logits.detach().argmax(1) == yb)[None], models=[seed])
+                loss = F.cross_entropy(logits, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -662,7 +675,8 @@ class NetLearner:
     case, GPU scale.  One model at a time; the model seed fixes initialisation, batch order and
     augmentation, so a model is a pure function of (subset, seed).  ``settings`` is a training recipe: ``arch``
     and every key of :data:`memgen.train.RECIPE_KEYS` (the study's config entry, whose schema fills the
-    defaults)."""
+    defaults). ``record`` is called as in :class:`MLPLearner` (``[1, b]`` arrays, ``models=[seed]``) at every
+    training step."""
 
     @classmethod
     def from_settings(cls, x_train, y_train, x_test, y_test, settings: dict, *, n_classes: int, device: str,
@@ -671,7 +685,7 @@ class NetLearner:
                    show_progress=show_progress)
 
     def __init__(self, x_train, y_train, x_test, y_test, settings: dict, n_classes: int | None = None,
-                 device: str = "auto", show_progress: bool = False):
+                 device: str = "auto", show_progress: bool = False, record=None):
         from memgen.data import check_images
         from memgen.train import recipe_kwargs
 
@@ -685,6 +699,7 @@ class NetLearner:
         self.recipe = recipe_kwargs(self.settings)
         self.device = resolve_device(device)
         self.show_progress = show_progress
+        self.record = record
         s = self.settings
         self.name = f"net_{s['arch']}_e{s['epochs']}_lr{s['lr']:g}_b{s['batch_size']}_{s['schedule']}"
 
@@ -709,8 +724,11 @@ class NetLearner:
         for q in progress(range(len(subsets)), desc="networks", disable=not self.show_progress):
             seed_everything(seeds[q])
             model = self._build()
+            record = None if self.record is None else (   # positions in the subset -> training positions
+                lambda e, i, p, c, sub=torch.as_tensor(subsets[q], device=self.device), seed=seeds[q]:
+                self.record(e, sub[i][None], p[None], c[None], models=[seed]))
             train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **self.recipe,
-                             device=self.device, seed=seeds[q], show_progress=False)
+                             device=self.device, seed=seeds[q], show_progress=False, record=record)
             logits = torch.from_numpy(predict_logits(model, x_all, device=self.device))[None]
             c, p, m = scores_from_logits(logits, y_all)
             out.put([q], Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:]))
