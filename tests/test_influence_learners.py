@@ -79,7 +79,6 @@ def test_mlp_learns_and_is_reproducible():
     np.testing.assert_array_equal(out.prob_test, again.prob_test)
     assert np.array_equal(out.correct_train, out.margin_train > 0)
     assert isinstance(learner, Learner)
-    assert learner.train_flops(420) == 2 * 5 * 420 * (3 * (12 * 64 + 64 * 3) - 12 * 64)
 
 
 @pytest.mark.parametrize("batch_size", [64, None])
@@ -193,7 +192,8 @@ def test_net_learner_is_a_pure_function_of_subset_and_seed():
     x_train, x_test = rng.integers(0, 256, (64, 16, 16, 1), dtype=np.uint8), rng.integers(0, 256, (20, 16, 16, 1),
                                                                                           dtype=np.uint8)
     y_train, y_test = rng.integers(0, 3, 64), rng.integers(0, 3, 20)
-    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "augment": False, "max_steps": 2}
+    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "schedule": "onecycle",
+                "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": False, "flip": False, "pad": 4, "max_steps": 2}
     learner = NetLearner(x_train, y_train, x_test, y_test, settings, device="cpu")
     subs, seeds = subsets_and_seeds(64, [44, 44])
     out = learner.fit_predict(subs, seeds)
@@ -207,7 +207,7 @@ def test_net_learner_is_a_pure_function_of_subset_and_seed():
     assert np.array_equal(out.correct_train[0], logits[:64].argmax(1) == y_train)
     assert np.array_equal(out.correct_test[0], logits[64:].argmax(1) == y_test)
     with pytest.raises(ValueError, match="arch"):
-        NetLearner(x_train, y_train, x_test, y_test, {"epochs": 1})
+        NetLearner(x_train, y_train, x_test, y_test, {k: v for k, v in settings.items() if k != "arch"})
 
 
 def test_the_schema_offers_exactly_the_registered_learners_and_features():

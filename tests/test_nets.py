@@ -3,12 +3,16 @@ import pytest
 import torch
 
 from memgen.runtime import seed_everything
-from memgen.nets import LeNet, MnistCNN, build_net, count_parameters, resnet20
-from memgen.train import RECIPE_DEFAULTS, augment_batch, channel_stats, embed, load_checkpoint, lr_factor, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
+from memgen.nets import LeNet, MnistCNN, build_net, count_parameters
+from memgen.train import augment_batch, channel_stats, embed, load_checkpoint, lr_factor, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
+
+
+def resnet20(num_classes: int):
+    return build_net("resnet20", num_classes=num_classes)
 
 def _toy_images(n=256, size=16, channels=3, n_classes=4, seed=0):
     """Class-dependent colour + bright quadrant, with noise: learnable in a few steps."""
@@ -23,7 +27,7 @@ def _toy_images(n=256, size=16, channels=3, n_classes=4, seed=0):
 
 
 def test_resnet20_shapes_and_parameter_count():
-    model = resnet20(num_classes=10)
+    model = resnet20(10)
     n = count_parameters(model)
     assert 260_000 < n < 280_000  # He et al. 2016: 0.27M
     x = torch.rand(3, 3, 32, 32)
@@ -50,7 +54,7 @@ def test_small_nets_shapes():
 
 
 def test_build_net_from_config_roundtrip():
-    for model in (resnet20(num_classes=3), MnistCNN(num_classes=5), LeNet(image_size=32)):
+    for model in (resnet20(3), MnistCNN(num_classes=5), LeNet(image_size=32)):
         clone = build_net(model.config)
         assert type(clone) is type(model)
         shapes = {k: v.shape for k, v in model.state_dict().items()}
@@ -58,7 +62,7 @@ def test_build_net_from_config_roundtrip():
 
 
 def test_normalization_is_part_of_the_model():
-    model = resnet20().eval()
+    model = resnet20(10).eval()
     x = torch.rand(2, 3, 32, 32)
     before = model(x)
     model.set_normalization([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
@@ -108,7 +112,7 @@ def test_lr_schedules():
 
 def test_training_reduces_loss_and_predicts():
     x, y = _toy_images(256)
-    model = resnet20(num_classes=4)
+    model = resnet20(4)
     init_logits = predict_logits(model, x, "cpu")
     init_loss = torch.nn.functional.cross_entropy(torch.from_numpy(init_logits), torch.from_numpy(y)).item()
     metrics = train_classifier(model, x, y, epochs=3, batch_size=32, lr=0.05, schedule="onecycle", device="cpu",
@@ -142,19 +146,21 @@ def test_training_is_deterministic_given_seed():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+RECIPE = {"arch": "mnist_cnn", "epochs": 2, "batch_size": 32, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4,
+          "label_smoothing": 0.0, "augment": True, "flip": True, "pad": 4, "max_steps": None}
+
+
 def test_recipe_settings_reach_the_optimizer():
-    """A config entry's weight_decay and pad change training; the rest fall back to RECIPE_DEFAULTS."""
-    kwargs = recipe_kwargs({"arch": "mnist_cnn", "epochs": 2, "weight_decay": 0.05, "pad": 2, "augment": False})
+    """A config entry's weight_decay and pad change training."""
+    kwargs = recipe_kwargs({**RECIPE, "weight_decay": 0.05, "pad": 2, "augment": False, "flip": False})
     assert kwargs["weight_decay"] == 0.05 and kwargs["pad"] == 2 and kwargs["flip"] is False
-    assert kwargs["lr"] == RECIPE_DEFAULTS["lr"] and kwargs["epochs"] == 2
-    assert recipe_kwargs({"arch": "resnet20", "epochs": 2}, epochs=7)["epochs"] == 7
+    assert kwargs["lr"] == 0.1 and kwargs["epochs"] == 2 and "arch" not in kwargs
     x, y = _toy_images(96, size=16, channels=1)
 
     def weight_norm(weight_decay):
         seed_everything(0)
         model = MnistCNN(num_classes=4, image_size=16)
-        metrics = train_classifier(model, x, y, **recipe_kwargs({"arch": "mnist_cnn", "epochs": 2, "batch_size": 32,
-                                                                 "weight_decay": weight_decay}),
+        metrics = train_classifier(model, x, y, **recipe_kwargs({**RECIPE, "weight_decay": weight_decay}),
                                    device="cpu", show_progress=False)
         assert metrics["weight_decay"] == weight_decay
         return sum(float(p.norm() ** 2) for p in model.parameters() if p.ndim > 1)
@@ -187,7 +193,7 @@ def test_train_rejects_bad_input():
 @pytest.mark.gpu
 def test_gpu_training_bf16_channels_last():
     x, y = _toy_images(512)
-    model = resnet20(num_classes=4)
+    model = resnet20(4)
     metrics = train_classifier(model, x, y, epochs=4, batch_size=64, lr=0.05, device="cuda", seed=0,
                                show_progress=False)
     assert metrics["precision"] == "bf16-autocast" and metrics["device"] == "cuda"

@@ -29,9 +29,10 @@ from memgen.nets import build_net, count_parameters
 from memgen.runtime import atomic_path, autocast, progress, resolve_device, resolve_precision, seed_everything
 
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
-# Defaults of a backbone ``settings`` entry (config retrieval.backbone / a memorization net learner).
-RECIPE_DEFAULTS = {"batch_size": 128, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4, "label_smoothing": 0.0,
-                   "augment": True, "pad": 4, "max_steps": None}
+# The keys of a training recipe (config retrieval.backbone.<dataset>, influence learner 'net' settings); their
+# defaults are in workflow/schemas/retrieval.schema.yaml ($defs/recipe), which fills them into the config.
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "weight_decay", "label_smoothing", "augment", "flip", "pad",
+               "max_steps")
 
 
 # ------------------------------------------------------------------------------------------- array helpers
@@ -108,15 +109,18 @@ def lr_factor(schedule: str, progress_frac: float, warmup_frac: float = 0.0) -> 
 
 
 # ------------------------------------------------------------------------------------------------ training
-def recipe_kwargs(settings: dict, epochs: int | None = None) -> dict:
-    """:func:`train_classifier` keyword arguments from a backbone ``settings`` entry (``arch`` and ``epochs``
-    plus any of :data:`RECIPE_DEFAULTS` and ``flip``, which defaults to ``augment``); ``epochs`` overrides."""
-    s = {**RECIPE_DEFAULTS, **settings}
-    augment = bool(s["augment"])
-    return {"epochs": int(s["epochs"] if epochs is None else epochs), "batch_size": int(s["batch_size"]),
-            "lr": float(s["lr"]), "schedule": s["schedule"], "weight_decay": float(s["weight_decay"]),
-            "label_smoothing": float(s["label_smoothing"]), "augment": augment,
-            "flip": bool(s.get("flip", augment)), "pad": int(s["pad"]), "max_steps": s["max_steps"]}
+def recipe_kwargs(settings: dict) -> dict:
+    """:func:`train_classifier` keyword arguments from a recipe ``settings`` entry, which holds every key of
+    :data:`RECIPE_KEYS` (a config entry validated by its schema does)."""
+    missing = [key for key in RECIPE_KEYS if key not in settings]
+    if missing:
+        raise ValueError(f"training recipe lacks {missing}: pass a config entry validated by "
+                         "workflow/schemas/retrieval.schema.yaml ($defs/recipe fills the defaults)")
+    s = settings
+    return {"epochs": int(s["epochs"]), "batch_size": int(s["batch_size"]), "lr": float(s["lr"]),
+            "schedule": s["schedule"], "weight_decay": float(s["weight_decay"]),
+            "label_smoothing": float(s["label_smoothing"]), "augment": bool(s["augment"]), "flip": bool(s["flip"]),
+            "pad": int(s["pad"]), "max_steps": s["max_steps"]}
 
 
 def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, *, epochs: int = 30,
@@ -126,7 +130,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                      warmup_frac: float = 0.0, pad: int = 4, flip: bool | None = None,
                      x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, eval_every: int = 1,
                      max_steps: int | None = None, precision: str = "auto", channels_last: bool | None = None,
-                     show_progress: bool = True) -> dict:
+                     show_progress: bool = True, record=None) -> dict:
     """Train ``model`` in place on uint8 images ``x_uint8`` ``[N, H, W, C]`` with int labels ``y``.
 
     Returns a JSON-serialisable metrics dict: per-epoch ``loss_curve`` / ``train_acc_curve`` (on augmented
@@ -142,6 +146,9 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     ``max_steps`` truncates training (the schedule is laid out over the truncated length).
     ``seed`` drives shuffling and augmentation; weight initialization happens when the net is built, so call
     ``memgen.runtime.seed_everything(seed)`` before building it for a fully reproducible run.
+    ``record``, when given, is called after every training step as ``record(epoch, idx, prob, correct)``: the
+    positions in ``x_uint8`` of the batch, their true-class probability and correctness (on the augmented
+    images, before the step), e.g. a :class:`memgen.proxies.LearningSpeedRecorder`.
     """
     wall0, cpu0 = time.perf_counter(), time.process_time()
     device = resolve_device(device)
@@ -219,6 +226,9 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
             loss.backward()
             opt.step()
             loss_d = loss.detach()
+            if record is not None:
+                prob = torch.softmax(logits.detach().float(), 1).gather(1, yb[:, None])[:, 0]
+                record(epoch, idx, prob, logits.detach().argmax(1) == yb)
             loss_sum += loss_d * len(idx)
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(idx)

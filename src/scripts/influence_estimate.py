@@ -10,5 +10,6 @@ with log_to(snakemake.log[0]):
                      snakemake.params.binarization)
     summary = estimate_stage(snakemake.wildcards.study, study, task, list(snakemake.input.shards),
                              dict(snakemake.output), influence=snakemake.params.influence,
-                             device=snakemake.params.device, precision=snakemake.params.precision)
+                             precision=snakemake.params.precision, device=snakemake.params.device,
+                             training_precision=snakemake.params.training_precision)
     print(summary)

@@ -61,8 +61,9 @@ rule influence_estimate:
         study=lambda wc: estimate_settings(wc.study),
         binarization=lambda wc: study_binarization(wc.study),
         influence=INFLUENCE["influence"],
+        precision=INFLUENCE["precision"],
         device=config["device"],
-        precision=config["precision"],
+        training_precision=config["precision"],
     log:
         "results/logs/influence_estimate/{study}.log",
     benchmark:

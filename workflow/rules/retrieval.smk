@@ -8,7 +8,8 @@ include: "retrieval_common.smk"
 
 
 rule train_backbone:
-    """Train the dataset's backbone on the split's training part (validation accuracy on its hold-out)."""
+    """Train the dataset's backbone on the split's training part (validation accuracy on its hold-out), recording
+    the learning speed of every training example (memgen.proxies)."""
     input:
         cache="results/data/{dataset}.npz",
         split="results/splits/{dataset}/{split}.npz",
@@ -16,6 +17,8 @@ rule train_backbone:
     output:
         checkpoint="results/retrieval/{dataset}/{split}/backbone.pt",
         metrics="results/retrieval/{dataset}/{split}/backbone.json",
+        proxies="results/retrieval/{dataset}/{split}/proxies.csv",
+        proxy_curves="results/retrieval/{dataset}/{split}/proxies.npz",
     params:
         settings=lambda wc: backbone_settings(wc.dataset, wc.split),
         seed=config["seed"],
@@ -118,7 +121,8 @@ rule neighbor_transformer:
 
 
 rule gate:
-    """Oracle gate (network vs 1-NN), a learned gate and kNN-LM interpolation, both fit on validation only."""
+    """Per k of retrieval.gate_ks: the oracle of (network, k-NN), a learned gate and kNN-LM interpolation between
+    the same two, both fit on validation only."""
     input:
         embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
         neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
@@ -128,7 +132,7 @@ rule gate:
         predictions="results/retrieval/{dataset}/{split}/gates.npz",
         info="results/retrieval/{dataset}/{split}/gates.json",
     params:
-        gate_k=RETRIEVAL["gate_k"],
+        gate_ks=RETRIEVAL["gate_ks"],
     log:
         "results/logs/gate/{dataset}/{split}.log",
     benchmark:
@@ -160,7 +164,7 @@ rule evaluate_retrieval:
     params:
         ks=RETRIEVAL["k"],
         transformer_k=TRANSFORMER["k"],
-        gate_k=RETRIEVAL["gate_k"],
+        gate_ks=RETRIEVAL["gate_ks"],
     log:
         "results/logs/evaluate_retrieval/{dataset}/{split}.log",
     benchmark:
@@ -214,7 +218,7 @@ rule retrieval_figures:
                         subcategory="Figures")
            for name, path in RETRIEVAL_FIGURES.items()},
     params:
-        methods=["network", f"{RETRIEVAL['gate_k']}-NN", "Learned gate network/k-NN"],
+        methods=["network", f"{RETRIEVAL['gate_ks'][0]}-NN", f"Learned gate network/{RETRIEVAL['gate_ks'][0]}-NN"],
     log:
         "results/logs/retrieval_figures.log",
     benchmark:

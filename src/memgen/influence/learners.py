@@ -22,6 +22,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from memgen.knn import vote
 from memgen.runtime import autocast, progress, resolve_device, resolve_precision
 
 
@@ -210,6 +211,9 @@ class MLPLearner:
     path keeps bf16 copies of the hidden weights, refreshed once per step by one foreach copy
     after the update, so no product re-casts its weights.  ``dtype`` is the fp32-mode data and
     weight type (``torch.float64`` for exact comparisons).
+    ``record`` (e.g. a :class:`memgen.proxies.LearningSpeedRecorder` keyed by model seed) is called after every
+    forward pass of training as ``record(epoch, idx [k, b], prob [k, b], correct [k, b], models=seeds)``: each
+    model's batch positions, their true-class probability and correctness before the step.
     """
 
     # trains with bf16 products where the precision setting resolves to bf16 (from_settings takes ``precision``)
@@ -224,7 +228,7 @@ class MLPLearner:
     def __init__(self, x_train, y_train, x_test, y_test, hidden: Sequence[int] = (512, 256), epochs: int = 10,
                  lr: float = 0.1, momentum: float = 0.9, batch_size: int = 128, n_classes: int | None = None,
                  mode: str = "batched", parallel: int | None = None, device: str = "auto", dtype=None,
-                 precision: str = "auto", eval_batch: int = 8192, show_progress: bool = False):
+                 precision: str = "auto", eval_batch: int = 8192, show_progress: bool = False, record=None):
         import torch
 
         if mode not in ("batched", "reference"):
@@ -248,6 +252,7 @@ class MLPLearner:
         self.parallel = parallel or (256 if self.device.startswith("cuda") else torch.get_num_threads())
         self.eval_batch = int(eval_batch)
         self.show_progress = show_progress
+        self.record = record
         self.name = (f"mlp{'-'.join(map(str, self.sizes))}_e{self.epochs}_lr{self.lr:g}_m{self.momentum:g}"
                      f"_b{self.batch_size}" + ("_bf16" if self.precision == "bf16" else ""))
 
@@ -331,7 +336,12 @@ class MLPLearner:
                             h.relu_()
                         acts.append(h)
                     g = torch.softmax(acts[-1], dim=-1)          # d(mean cross-entropy)/d(logits)
-                    g.view(k * b, -1)[torch.arange(k * b, device=dev), Y.index_select(0, idx)] -= 1.0
+                    yb = Y.index_select(0, idx)
+                    if self.record is not None:
+                        yk = yb.view(k, b, 1)
+                        self.record(e, idx.view(k, b), g.gather(2, yk)[..., 0],
+                                    acts[-1].argmax(-1) == yk[..., 0], models=seeds)
+                    g.view(k * b, -1)[torch.arange(k * b, device=dev), yb] -= 1.0
                     g.mul_(1.0 / b)
                     for l in range(L - 1, -1, -1):
                         # SGD momentum (torch semantics: buf = momentum * buf + grad)
@@ -368,13 +378,17 @@ class MLPLearner:
         hidden, head = model[:-1], model[-1]
         opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum, foreach=True)
         sub = torch.from_numpy(np.asarray(subset)).to(dev)
-        for order in epoch_orders(seed, len(subset), self.epochs):
+        for e, order in enumerate(epoch_orders(seed, len(subset), self.epochs)):
             gidx = sub[torch.from_numpy(order).to(dev)]
             for s in range(0, len(subset), self.batch_size):
                 idx = gidx[s:s + self.batch_size]
                 with autocast(self.precision, dev):
                     h = hidden(self.X.index_select(0, idx))
-                loss = F.cross_entropy(head(h.to(dt)), self.Y.index_select(0, idx))
+                logits, yb = head(h.to(dt)), self.Y.index_select(0, idx)
+                if self.record is not None:
+                    self.record(e, idx[None], torch.softmax(logits.detach(), 1).gather(1, yb[:, None]).T,
+                                (logits.detach().argmax(1) == yb)[None], models=[seed])
+                loss = F.cross_entropy(logits, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -402,13 +416,6 @@ class MLPLearner:
                 correct[:, a:a + len(c[0])], prob[:, a:a + len(c[0])], margin[:, a:a + len(c[0])] = c, p, mg
         n = self.n_train
         return Outputs(correct[:, :n], correct[:, n:], prob[:, :n], prob[:, n:], margin[:, :n], margin[:, n:])
-
-    def train_flops(self, m: int) -> float:
-        """Floating-point operations of one model's training on ``m`` examples (2 per multiply-add;
-        forward, input-gradient and weight-gradient products, not the first layer's input gradient)."""
-        macs = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        first = self.sizes[0] * self.sizes[1]
-        return 2.0 * self.epochs * m * (3 * macs - first)
 
 
 # --- linear probe ---------------------------------------------------------------------------------
@@ -573,13 +580,10 @@ class LinearProbe:
 # --- k-nearest neighbours -------------------------------------------------------------------------
 
 def knn_vote(labels: np.ndarray, y: np.ndarray, k: int):
-    """Majority vote over neighbour labels ``[..., k]`` (nearest first); ties go to the tied class whose
-    nearest member is nearest.  Returns (prediction, correct, true-class vote share, margin), where
+    """Majority vote over neighbour labels ``[..., k]`` (nearest first) by :func:`memgen.knn.vote`: ties go
+    to the tied class whose nearest member is nearest.  Returns (prediction, correct, true-class vote share, margin), where
     margin = (votes of the true class - most votes of another class) / k."""
-    same = labels[..., :, None] == labels[..., None, :]          # [..., k, k]
-    counts = same.sum(-1)                                         # votes of the class at each position
-    win = counts.argmax(-1)                                       # first maximum = nearest among tied classes
-    pred = np.take_along_axis(labels, win[..., None], -1)[..., 0]
+    pred, counts = vote(labels)                                   # votes of the class at each position
     is_true = labels == y[..., None] if np.ndim(y) else labels == y
     votes_true = is_true.sum(-1)
     votes_other = np.where(is_true, 0, counts).max(-1)
@@ -710,9 +714,10 @@ class NetLearner:
     """A network of :mod:`memgen.nets` (e.g. ResNet-20) trained from scratch on each subset with
     :func:`memgen.train.train_classifier`, on uint8 images ``[N, H, W, C]``: the document's full-network
     case, GPU scale.  One model at a time; the model seed fixes initialisation, batch order and
-    augmentation, so a model is a pure function of (subset, seed).  ``settings`` are the backbone keys
-    of the memory config (arch, epochs and :data:`memgen.train.RECIPE_DEFAULTS`'s keys, flip).
-    ``precision``: bf16 autocast in training and prediction where it resolves to bf16."""
+    augmentation, so a model is a pure function of (subset, seed).  ``settings`` is a training recipe: ``arch``
+    and every key of :data:`memgen.train.RECIPE_KEYS` (the study's config entry, whose schema fills the
+    defaults). ``record`` is called as in :class:`MLPLearner` (``[1, b]`` arrays, ``models=[seed]``) at every
+    training step. ``precision``: bf16 autocast in training and prediction where it resolves to bf16."""
 
     # trains with bf16 products where the precision setting resolves to bf16 (from_settings takes ``precision``)
     mixed_precision = True
@@ -724,20 +729,22 @@ class NetLearner:
                    precision=precision, show_progress=show_progress)
 
     def __init__(self, x_train, y_train, x_test, y_test, settings: dict, n_classes: int | None = None,
-                 device: str = "auto", precision: str = "auto", show_progress: bool = False):
+                 device: str = "auto", precision: str = "auto", show_progress: bool = False, record=None):
         from memgen.data import check_images
-        from memgen.train import RECIPE_DEFAULTS
+        from memgen.train import recipe_kwargs
 
         self.y_train, self.y_test = _check_task(x_train, y_train, x_test, y_test)
         self.x_train, self.x_test = check_images(x_train), check_images(x_test)
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
         self.n_classes = int(n_classes or (max(self.y_train.max(initial=0), self.y_test.max(initial=0)) + 1))
-        self.settings = {**RECIPE_DEFAULTS, **settings}
-        if "arch" not in self.settings or "epochs" not in self.settings:
-            raise ValueError("NetLearner settings need 'arch' and 'epochs' (as a retrieval.backbone entry)")
+        if "arch" not in settings:
+            raise ValueError("NetLearner settings need 'arch' (a network of memgen.nets)")
+        self.settings = dict(settings)
+        self.recipe = recipe_kwargs(self.settings)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.show_progress = show_progress
+        self.record = record
         s = self.settings
         self.name = (f"net_{s['arch']}_e{s['epochs']}_lr{s['lr']:g}_b{s['batch_size']}_{s['schedule']}"
                      + ("_bf16" if self.precision == "bf16" else ""))
@@ -753,19 +760,24 @@ class NetLearner:
         import torch
 
         from memgen.runtime import seed_everything
-        from memgen.train import predict_logits, recipe_kwargs, train_classifier
+        from memgen.train import predict_logits, train_classifier
 
         subsets, seeds = _check_subsets(subsets, seeds, self.n_train)
-        s, n = self.settings, self.n_train
+        n = self.n_train
         out = Outputs.empty(len(subsets), n, self.n_test)
         x_all = np.concatenate([self.x_train, self.x_test])
         y_all = torch.from_numpy(np.concatenate([self.y_train, self.y_test]))
         for q in progress(range(len(subsets)), desc="networks", disable=not self.show_progress):
             seed_everything(seeds[q])
             model = self._build()
-            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **recipe_kwargs(s),
-                             device=self.device, seed=seeds[q], precision=self.precision, show_progress=False)
-            logits = torch.from_numpy(predict_logits(model, x_all, device=self.device, precision=self.precision))[None]
+            record = None if self.record is None else (   # positions in the subset -> training positions
+                lambda e, i, p, c, sub=torch.as_tensor(subsets[q], device=self.device), seed=seeds[q]:
+                self.record(e, sub[i][None], p[None], c[None], models=[seed]))
+            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **self.recipe,
+                             device=self.device, seed=seeds[q], precision=self.precision, show_progress=False,
+                             record=record)
+            logits = torch.from_numpy(predict_logits(model, x_all, device=self.device,
+                                                             precision=self.precision))[None]
             c, p, m = scores_from_logits(logits, y_all)
             out.put([q], Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:]))
         return out

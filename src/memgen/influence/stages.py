@@ -17,15 +17,21 @@ dataset's original indices (``index``).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
 from memgen.data import load_cache
-from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard
+from memgen.influence.estimator import ShardSpec, estimate, model_seed, removal_experiment, run_shard
 from memgen.influence.learners import LEARNERS
-from memgen.runtime import resolve_device, resolve_precision, write_csv, write_json
+from memgen.proxies import LearningSpeedRecorder, shard_arrays
+from memgen.runtime import resolve_device, resolve_precision, save_npz, write_csv, write_json
 from memgen.splits import load_split
+
+# Learners that take a ``record`` callback (trained by minibatches): their shards keep each example's learning
+# speed (memgen.proxies).
+RECORDING_LEARNERS = tuple(name for name, cls in LEARNERS.items() if "record" in inspect.signature(cls).parameters)
 
 MEM_THETA = 0.25
 
@@ -85,8 +91,7 @@ def load_task(study: dict, cache_path, split_path, embeddings_path=None, binariz
 
 def study_precision(study: dict, device: str = "auto", precision: str = "auto") -> str:
     """The arithmetic the study's learner uses: :func:`memgen.runtime.resolve_precision` for the learners that
-    train with bf16 products (``mixed_precision``: mlp, net), fp32 for the others (exact, like k-NN and LUT, or
-    too small to gain from bf16, like the linear probe on 64-512 features)."""
+    train with bf16 products (``mixed_precision``: mlp, net), fp32 for the others (k-NN, LUT, linear probe)."""
     resolved = resolve_precision(precision, resolve_device(device))
     return resolved if getattr(LEARNERS[study["learner"]], "mixed_precision", False) else "fp32"
 
@@ -108,35 +113,56 @@ def build_learner(study: dict, task: Task, device: str = "auto", show_progress: 
 # -------------------------------------------------------------------------------------------------- stages
 def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, ratio: float, device: str = "auto",
                 models_per_call: int | None = None, precision: str = "auto") -> None:
-    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores)."""
+    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores); for
+    :data:`RECORDING_LEARNERS` also each model's learning-speed sums (``learn_*``, :func:`memgen.proxies.shard_arrays`)."""
+    seed = int(study["seed"])
     learner = build_learner(study, task, device=device, precision=precision)
-    spec = ShardSpec.for_learner(learner, ratio=ratio, seed=int(study["seed"]))
-    run_shard(learner, spec, start, stop, out_path, models_per_call=models_per_call)
+    recorder = None
+    if study["learner"] in RECORDING_LEARNERS:
+        recorder = LearningSpeedRecorder(len(task.y_train), models=[model_seed(seed, k) for k in range(start, stop)])
+        learner.record = recorder
+    spec = ShardSpec.for_learner(learner, ratio=ratio, seed=seed)
+    arrays = run_shard(learner, spec, start, stop, models_per_call=models_per_call)
+    if recorder is not None:
+        arrays.update(shard_arrays(recorder))
+    save_npz(out_path, **arrays)
 
 
 def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, outputs: dict, *,
-                   influence: dict, device: str = "auto", precision: str = "auto") -> dict:
+                   influence: dict, precision: dict, device: str = "auto", training_precision: str = "auto") -> dict:
     """Memorization, held-out accuracy and influence from the study's shards; writes ``outputs``
-    (scores_csv, scores_npz, pairs, influencers, convergence, summary) and returns the summary, which
-    records the precision the shards' models trained in (the same ``device`` and ``precision`` settings)."""
+    (scores_csv, scores_npz, pairs, influencers, convergence, summary) and returns the summary.
+
+    The summary gives the count of ``mem >= 0.25`` three ways (point, lower end of the interval,
+    chance level at this t) and the t needed for ``precision`` (``se``, ``fraction``), and the arithmetic the
+    shards' models trained in (``training_precision``: the same ``device`` and config ``precision`` settings)."""
+    target = (float(precision["se"]), float(precision["fraction"]))
     est = estimate(list(shard_paths), t=int(study["t"]), infl_threshold=influence["threshold"],
                    mem_threshold=influence["mem_threshold"], top_k=influence["top_k"],
-                   influence_rows=influence["rows"], device=resolve_device(device),
+                   influence_rows=influence["rows"], precision=target, device=resolve_device(device),
                    train_index=task.train_index, test_index=task.test_index, y_train=task.y_train,
                    y_test=task.y_test)
     est.write_scores(outputs["scores_csv"], outputs["scores_npz"])
     est.write_pairs(outputs["pairs"])
     write_csv(outputs["influencers"], est.top_influencers_frame())
     write_csv(outputs["convergence"], est.convergence.assign(study=name))
+    counts = est.threshold_counts([MEM_THETA]).iloc[0]
     prob = est.stats["prob"]["mem"] if "prob" in est.stats else np.full(est.spec.n_train, np.nan)
     summary = {
         "study": name, "dataset": study["dataset"], "split": study["split"], "learner": study["learner"],
         "features": study["features"], "learner_name": est.spec.learner,
-        "precision": study_precision(study, device, precision), "t": est.t, "ratio": est.spec.ratio,
+        "training_precision": study_precision(study, device, training_precision), "t": est.t,
+        "ratio": est.spec.ratio,
         "seed": est.spec.seed, "n_train": est.spec.n_train, "n_test": est.spec.n_test,
         "test_acc_mean": float(np.mean(est.model_test_acc)), "test_acc_std": float(np.std(est.model_test_acc)),
-        "n_mem_ge_0.25": int(np.sum(est.mem >= MEM_THETA)), "n_mem_prob_ge_0.25": int(np.sum(prob >= MEM_THETA)),
+        "n_mem_ge_0.25": int(counts["count"]), "n_mem_lower_ge_0.25": int(counts["count_lower"]),
+        "chance_n_mem_ge_0.25": float(counts["chance_count"]),
+        "chance_n_mem_lower_ge_0.25": float(counts["chance_count_lower"]),
+        "n_mem_prob_ge_0.25": int(np.sum(prob >= MEM_THETA)),
         "mean_mem": float(np.nanmean(est.mem)), "median_mem_se": float(np.nanmedian(est.mem_se)),
+        "median_mem_interval_width": float(np.nanmedian(est.mem_hi - est.mem_lo)),
+        "precision_se": target[0], "precision_fraction": target[1],
+        "t_for_precision": est.t_for_precision(*target),
         "n_pairs": int(len(est.pairs)) if est.pairs is not None else 0,
         "timings_s": est.timings,
     }
@@ -146,9 +172,23 @@ def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, output
 
 def removal_stage(study: dict, task: Task, scores_npz, out_csv, *, thetas, trials: int, device: str = "auto",
                   precision: str = "auto") -> None:
-    """Figure 2: retrain without the examples with ``mem >= theta`` and without as many random ones."""
+    """Figure 2: retrain without the examples with ``mem >= theta`` and without as many random ones.
+
+    Trials of the linear probe use batch order ``order_seed + r`` (trial r); the table marks whether the
+    representation was retrained (``features: embeddings``: no) and whether the trials can differ."""
     with np.load(scores_npz) as z:
         mem = z["mem"]
     learner = build_learner(study, task, device=device, precision=precision)
-    df = removal_experiment(learner, mem, thetas, trials=trials, seed=int(study["seed"]))
+    trial_learner = None
+    if study["learner"] == "linear":
+        settings = dict(study.get("settings") or {})
+        base = int(settings.get("order_seed", 0))
+
+        def trial_learner(r):
+            return learner if r == 0 else build_learner(
+                {**study, "settings": {**settings, "order_seed": base + r}}, task, device=device,
+                precision=precision)
+    df = removal_experiment(learner, mem, thetas, trials=trials, seed=int(study["seed"]), trial_learner=trial_learner)
+    df["representation_retrained"] = study["features"] != "embeddings"
+    df["seeded_trials"] = study["learner"] != "knn"      # a k-NN is a function of its training set
     write_csv(out_csv, df)
