@@ -71,7 +71,7 @@ def test_net_learner_trains_with_the_filled_recipe():
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8), np.arange(20) % 2
     settings = {"arch": "mnist_cnn", "epochs": 1, **RECIPE}
-    learner = NetLearner(x, y, x, y, settings, device="cpu")
+    learner = NetLearner(x, y, x, y, settings, device="cpu", precision="fp32")
     assert learner.recipe == recipe_kwargs(settings)
     assert learner.name == "net_mnist_cnn_e1_lr0.1_b128_onecycle"
     with pytest.raises(ValueError, match="lacks"):

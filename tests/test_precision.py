@@ -10,7 +10,7 @@ import torch
 from memgen import runtime
 from memgen.influence.learners import MLPLearner, NetLearner
 from memgen.influence.stages import study_precision
-from memgen.nets import resnet20
+from memgen.nets import build_net
 from memgen.runtime import NO_NATIVE_BF16_ENV, cpu_has_native_bf16, resolve_precision
 from memgen.train import embed, predict_logits, train_classifier
 
@@ -70,7 +70,7 @@ def test_forced_fallback_trains_everything_in_fp32(monkeypatch):
     mlp = MLPLearner(x_train, y_train, x_test, y_test, hidden=(16,), epochs=1, device="cpu")
     assert mlp.precision == "fp32" and mlp.X.dtype == torch.float32 and not mlp.name.endswith("_bf16")
     x, y = toy_images(64)
-    metrics = train_classifier(resnet20(4), x, y, epochs=1, batch_size=32, device="cpu", show_progress=False)
+    metrics = train_classifier(build_net("resnet20", num_classes=4), x, y, epochs=1, batch_size=32, device="cpu", show_progress=False)
     assert metrics["precision"] == "fp32"
     assert study_precision({"learner": "mlp"}, "cpu") == "fp32"
 
@@ -95,7 +95,7 @@ def test_bf16_training_runs_under_autocast_with_fp32_weights_and_optimizer_state
 
     monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
     torch.manual_seed(0)
-    model = resnet20(4)
+    model = build_net("resnet20", num_classes=4)
     before = model.conv1.weight.detach().clone()
     model.fc.register_forward_hook(lambda m, i, o: out_dtypes.add(o.dtype) if m.training else None)
     metrics = train_classifier(model, x, y, epochs=2, batch_size=32, device="cpu", precision="bf16",
@@ -112,7 +112,7 @@ def test_bf16_and_fp32_backbones_learn_alike_from_the_same_seed():
     acc = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        model = resnet20(4)
+        model = build_net("resnet20", num_classes=4)
         train_classifier(model, x, y, epochs=3, batch_size=32, lr=0.05, device="cpu", precision=precision,
                          show_progress=False)
         acc[precision] = float((predict_logits(model, x, "cpu", precision=precision).argmax(1) == y).mean())
@@ -123,7 +123,7 @@ def test_bf16_and_fp32_backbones_learn_alike_from_the_same_seed():
 def test_embed_runs_the_network_once_and_gives_predict_logits(precision):
     x, _ = toy_images(40)
     torch.manual_seed(0)
-    model = resnet20(4).eval()
+    model = build_net("resnet20", num_classes=4).eval()
     calls = []
     model.layers.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
     emb, logits = embed(model, x, "cpu", batch_size=16, precision=precision)
@@ -171,7 +171,9 @@ def test_net_learner_passes_its_precision_to_training(monkeypatch):
 
     x, y = toy_images(48)
     learner = NetLearner(x[:32], y[:32], x[32:], y[32:], {"arch": "resnet20", "epochs": 1, "batch_size": 16,
-                                                         "augment": False}, n_classes=4, device="cpu",
+                                                         "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
+                                                         "label_smoothing": 0.0, "augment": False, "flip": False,
+                                                         "pad": 4, "max_steps": 2}, n_classes=4, device="cpu",
                          precision="bf16")
     assert learner.precision == "bf16" and learner.name.endswith("_bf16")
     seen, original = [], train.train_classifier

@@ -1,6 +1,6 @@
 """bf16 against fp32 on this CPU: speed goals (ratios in one process, rounds interleaved) and accuracy parity.
 
-The speed measurements live in :mod:`memgen.precision_bench` (see its docstring: ResNet-20 training loop img/s
+The speed measurements live in :mod:`memgen.influence.precision_bench` (see its docstring: ResNet-20 training loop img/s
 and the data path's share, MNIST MLP training loop FLOP/s against bare bf16 products and against fp32, one model
 of the authors' demo, the neighbour Transformer); the workflow runs the same code with ``snakemake bench`` (rule
 ``bench_precision`` -> ``results/benchmarks/bench_precision.json``). Each goal prints PASS or FAIL.
@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from memgen.precision_bench import load_mnist, run_benchmark, summary  # noqa: E402
+from memgen.influence.precision_bench import load_mnist, run_benchmark, summary  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 PARITY_POINTS = 0.3
@@ -67,7 +67,7 @@ def load_cifar(source):
 
 
 def resnet_parity(ds, n_train: int | None, n_test: int | None, epochs: int) -> dict:
-    from memgen.nets import resnet20
+    from memgen.nets import build_net
     from memgen.runtime import seed_everything
     from memgen.train import predict_logits, train_classifier
 
@@ -77,7 +77,7 @@ def resnet_parity(ds, n_train: int | None, n_test: int | None, epochs: int) -> d
     res = {"n_train": len(tr), "n_test": len(te), "epochs": epochs}
     for precision in ("fp32", "bf16"):
         seed_everything(0)
-        model = resnet20()
+        model = build_net("resnet20")
         metrics = train_classifier(model, ds.x_train[tr], ds.y_train[tr], epochs=epochs, device="cpu", seed=0,
                                    precision=precision, show_progress=False)
         acc = float((predict_logits(model, ds.x_test[te], "cpu", precision=precision).argmax(1)

@@ -52,7 +52,7 @@ def load_mnist(source):
 def bench_resnet(quick: bool = False) -> dict:
     import torch
 
-    from memgen.nets import resnet20
+    from memgen.nets import build_net
     from memgen.runtime import seed_everything
     from memgen.train import as_nchw, augment_batch, train_classifier
 
@@ -63,7 +63,7 @@ def bench_resnet(quick: bool = False) -> dict:
 
     def loop(precision):
         seed_everything(0)
-        m = train_classifier(resnet20(), x, y, epochs=1, batch_size=bs, device="cpu", precision=precision,
+        m = train_classifier(build_net("resnet20"), x, y, epochs=1, batch_size=bs, device="cpu", precision=precision,
                              show_progress=False)
         return m["images_per_s"]
 
@@ -120,8 +120,7 @@ def bench_mlp(mnist, quick: bool = False) -> dict:
     shapes = mm_shapes(bf16.sizes, B)
     mats = [(torch.randn(M, K).bfloat16(), torch.randn(K, N).bfloat16(), torch.empty(M, N, dtype=torch.bfloat16))
             for M, K, N in shapes]
-    flops = bf16.train_flops(m)
-    assert abs(sum(2 * M * K * N for M, K, N in shapes) * steps - flops) < 1e-6 * flops
+    flops = sum(2 * M * K * N for M, K, N in shapes) * steps   # the training loop's products, exactly
 
     def bare_mm():
         for _ in range(steps):
