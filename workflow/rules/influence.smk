@@ -118,7 +118,7 @@ rule influence_tables:
                         subcategory="Tables")
            for name, path in INFLUENCE_TABLES.items()},
     params:
-        studies=list(STUDIES),
+        studies={name: model_settings(name) for name in STUDIES},   # same_algorithm compares their settings
         removal=list(INFLUENCE["removal"]),
         consistency=INFLUENCE["consistency"],
         last_layer=INFLUENCE["last_layer"],
