@@ -28,6 +28,9 @@ rule influence_shard:
         binarization=lambda wc: study_binarization(wc.study),
         ratio=INFLUENCE["ratio"],
         device=config["device"],
+        # Not an output: Snakemake deletes a failed job's outputs, and these files must outlive the failure.
+        resume="results/checkpoints/influence_shard/{study}/{start}-{stop}",
+        checkpoint_minutes=config["checkpoint_minutes"],
     log:
         "results/logs/influence_shard/{study}/{start}-{stop}.log",
     benchmark:

@@ -20,6 +20,9 @@ rule train_backbone:
         settings=lambda wc: backbone_settings(wc.dataset),
         seed=config["seed"],
         device=config["device"],
+        # Not an output: Snakemake deletes a failed job's outputs, and this file must outlive the failure.
+        resume="results/checkpoints/train_backbone/{dataset}/{split}.pt",
+        checkpoint_minutes=config["checkpoint_minutes"],
     log:
         "results/logs/train_backbone/{dataset}/{split}.log",
     benchmark:

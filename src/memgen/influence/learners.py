@@ -15,13 +15,15 @@ depends only on its subset and seed, never on which other models share the batch
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from memgen.runtime import progress, resolve_device
+from memgen.runtime import progress, resolve_device, save_npz
 
 
 @dataclass
@@ -642,6 +644,21 @@ class NetLearner:
         self.show_progress = show_progress
         s = self.settings
         self.name = f"net_{s['arch']}_e{s['epochs']}_lr{s['lr']:g}_b{s['batch_size']}_{s['schedule']}"
+        self.checkpoint_dir, self.checkpoint_every_s = None, 300.0
+
+    def checkpoint_to(self, folder, every_s: float = 300.0) -> None:
+        """Keep the resume file of the network in training (:func:`memgen.train.train_classifier`, written every
+        ``every_s`` seconds) and the outputs of each finished network in ``folder``: a rerun after an interruption
+        skips the finished networks and continues the interrupted one. Files are named by a fingerprint of the
+        network's data, subset, seed and settings, so a folder left by other settings is never reused."""
+        self.checkpoint_dir, self.checkpoint_every_s = Path(folder), float(every_s)
+
+    def _model_key(self, subset, seed: int) -> str:
+        h = hashlib.sha256(repr((sorted(self.settings.items()), self.n_classes, int(seed))).encode())
+        for part in (self.x_train, self.y_train, self.x_test, self.y_test, np.asarray(subset, dtype=np.int64)):
+            h.update(repr(part.shape).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        return h.hexdigest()[:24]
 
     def _build(self):
         from memgen.nets import build_net
@@ -662,13 +679,24 @@ class NetLearner:
         x_all = np.concatenate([self.x_train, self.x_test])
         y_all = torch.from_numpy(np.concatenate([self.y_train, self.y_test]))
         for q in progress(range(len(subsets)), desc="networks", disable=not self.show_progress):
+            key = self._model_key(subsets[q], seeds[q]) if self.checkpoint_dir else None
+            finished = self.checkpoint_dir / f"outputs_{key}.npz" if key else None
+            if finished and finished.exists():
+                with np.load(finished) as z:
+                    out.put([q], Outputs(*(z[f] for f in Outputs.__dataclass_fields__)))
+                continue
             seed_everything(seeds[q])
             model = self._build()
             train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **recipe_kwargs(s),
-                             device=self.device, seed=seeds[q], show_progress=False)
+                             device=self.device, seed=seeds[q], show_progress=False,
+                             resume_path=self.checkpoint_dir / f"training_{key}.pt" if key else None,
+                             checkpoint_every_s=self.checkpoint_every_s)
             logits = torch.from_numpy(predict_logits(model, x_all, device=self.device))[None]
             c, p, m = scores_from_logits(logits, y_all)
-            out.put([q], Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:]))
+            result = Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:])
+            if finished:
+                save_npz(finished, compress=False, **{f: getattr(result, f) for f in Outputs.__dataclass_fields__})
+            out.put([q], result)
         return out
 
 

@@ -17,6 +17,7 @@ original indices (``index``).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,11 +96,18 @@ def build_learner(study: dict, task: Task, device: str = "auto", show_progress: 
 
 # -------------------------------------------------------------------------------------------------- stages
 def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, ratio: float, device: str = "auto",
-                models_per_call: int | None = None) -> None:
-    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores)."""
+                models_per_call: int | None = None, checkpoint_dir=None, checkpoint_every_s: float = 300.0) -> None:
+    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores).
+
+    Learners that train networks (``net``) keep resume files in ``checkpoint_dir`` (see
+    :meth:`memgen.influence.learners.NetLearner.checkpoint_to`), removed once the shard is written."""
     learner = build_learner(study, task, device=device)
+    if checkpoint_dir and isinstance(learner, L.NetLearner):
+        learner.checkpoint_to(checkpoint_dir, checkpoint_every_s)
     spec = ShardSpec.for_learner(learner, ratio=ratio, seed=int(study["seed"]))
     run_shard(learner, spec, start, stop, out_path, models_per_call=models_per_call)
+    if checkpoint_dir:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, outputs: dict, *,

@@ -45,8 +45,9 @@ def backbone_epochs(settings: dict, split: str) -> int:
 
 # -------------------------------------------------------------------------------------------------- stages
 def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, settings: dict, split: str,
-                   device: str = "auto", seed: int = 0) -> dict:
-    """Train the configured backbone on the split's training part; validation accuracy on its hold-out."""
+                   device: str = "auto", seed: int = 0, resume_path=None, checkpoint_every_s: float = 300.0) -> dict:
+    """Train the configured backbone on the split's training part; validation accuracy on its hold-out.
+    ``resume_path``: where training saves its state every ``checkpoint_every_s`` s and resumes from."""
     parts, sp = load_split_images(cache_path, split_path)
     x, y, _ = parts["train"]
     if len(parts["val"][0]) == 0:
@@ -58,7 +59,8 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, set
         net_kwargs["image_size"] = x.shape[1]
     model = build_net(settings["arch"], **net_kwargs)
     metrics = train_classifier(model, x, y, **recipe_kwargs(settings, backbone_epochs(settings, split)),
-                               device=device, seed=seed, x_val=parts["val"][0], y_val=parts["val"][1])
+                               device=device, seed=seed, x_val=parts["val"][0], y_val=parts["val"][1],
+                               resume_path=resume_path, checkpoint_every_s=checkpoint_every_s)
     metrics["arch"], metrics["epochs"] = settings["arch"], backbone_epochs(settings, split)
     save_checkpoint(checkpoint_path, model, metrics)
     write_json(metrics_path, metrics)
