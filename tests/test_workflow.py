@@ -219,3 +219,54 @@ def test_bad_memorization_config_is_named(change, message, tmp_path):
     code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
     assert code != 0
     assert re.search(message, out, re.S), out[-3000:]
+
+
+PAPER = ["--configfile", "workflow/presets/paper.yaml"]
+# Every rule of the study: all of them but the benchmark target's (bench, bench_lut) are part of `all`.
+STUDY_RULES = {
+    "prepare_data", "make_split", "summarize_data", "plot_data",
+    "lut_sweep", "lut_depth", "lut_pairwise", "lut_table1", "lut_table2", "lut_tables", "lut_figures",
+    "train_backbone", "embed", "knn", "neighbor_transformer", "gate", "evaluate_retrieval", "retrieval_tables",
+    "retrieval_figures",
+    "influence_shard", "influence_estimate", "influence_removal", "influence_tables", "influence_figures",
+    "runtime_table", "render_report", "all",
+}
+
+
+def test_paper_preset_plans_every_rule_of_the_study():
+    import yaml
+
+    code, out = snakemake("all", "-n", "-F", *PAPER, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    jobs = planned_jobs(out)
+    assert set(jobs) == STUDY_RULES, set(jobs) ^ STUDY_RULES
+    paper = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
+    studies = paper["influence"]["studies"]
+    assert jobs["influence_shard"] == sum(-(-s["t"] // s["shard_size"]) for s in studies.values())
+    assert jobs["influence_estimate"] == len(studies)
+    assert jobs["influence_removal"] == len(paper["influence"]["removal"])
+    transformer = paper["retrieval"]["transformer"]
+    assert jobs["neighbor_transformer"] == len(transformer["variants"]) * sum(map(len, transformer["splits"].values()))
+
+
+def test_paper_preset_backbone_runs_through_the_cluster_executor_at_tiny_size(tmp_path):
+    """The paper's 200-epoch ResNet-20 recipe, cut to 2 SGD steps on 600 images, as three cluster jobs."""
+    import json
+
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, tmp_path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    (tmp_path / "tiny.yaml").write_text(json.dumps({
+        "datasets": {"cifar10": {"limit": {"train": 600, "test": 100}}}, "splits": {"validation_size": 100},
+        "retrieval": {"backbone": {"cifar10": {"max_steps": 2}}}}))
+    target = "results/retrieval/cifar10/full/backbone.json"
+    code, out = snakemake(target, "--workflow-profile", "workflow/profiles/local-cluster", *PAPER, "tiny.yaml",
+                          "--config",
+                          f"data_root={DATA_ROOT}", cwd=tmp_path, timeout=600)
+    assert code == 0, out[-5000:]
+    ledger = pd.read_csv(tmp_path / ".snakemake/local-cluster/jobs.tsv", sep="\t", names=["rule", "inputs"])
+    assert sorted(ledger.rule) == ["make_split", "prepare_data", "train_backbone"]
+    metrics = json.loads((tmp_path / target).read_text())
+    assert (metrics["epochs"], metrics["batch_size"], metrics["lr"], metrics["steps"]) == (200, 128, 0.1, 2)
+    assert not list((tmp_path / "results").glob("checkpoints/**/*.pt")), "the resume file is removed at the end"
