@@ -74,6 +74,18 @@ def test_bad_config_value_stops_with_its_name(override, message):
     assert re.search(message, out, re.S), out[-3000:]
 
 
+def test_jobs_never_ask_for_more_threads_than_the_machine_has():
+    """--cores and a rule's threads above the machine's physical cores are scaled down to them."""
+    from memgen.runtime import usable_cores
+
+    cores = usable_cores()
+    code, out = snakemake("results/retrieval/cifar10/full/backbone.pt", "-n", "-F", "--cores", str(4 * cores),
+                          "--set-threads", f"train_backbone={4 * cores}", *SMOKE, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    assert f"--cores {4 * cores} is more than the {cores} physical cores" in out
+    assert re.findall(r"^\s+threads: (\d+)$", out, re.M) == ([str(cores)] if cores > 1 else [])
+
+
 def test_missing_data_file_is_named(tmp_path):
     shutil.copy2(REPO / "config.yaml", tmp_path)
     code, out = snakemake("-n", "-s", str(REPO / "Snakefile"), "--config", f"data_root={tmp_path}", cwd=tmp_path)
