@@ -11,4 +11,4 @@ with log_to(snakemake.log[0]):
     shard_stage(study, task, int(snakemake.wildcards.start), int(snakemake.wildcards.stop), snakemake.output[0],
                 ratio=snakemake.params.ratio, device=snakemake.params.device,
                 models_per_call=snakemake.params.models_per_call, checkpoint_dir=snakemake.params.resume,
-                checkpoint_every_s=60 * snakemake.params.checkpoint_minutes)
+                checkpoint_every_s=60 * snakemake.resources.checkpoint_minutes)

@@ -9,6 +9,6 @@ with log_to(snakemake.log[0]):
                              snakemake.output.metrics, settings=dict(snakemake.params.settings),
                              split=snakemake.wildcards.split, device=snakemake.params.device,
                              seed=snakemake.params.seed, resume_path=snakemake.params.resume,
-                             checkpoint_every_s=60 * snakemake.params.checkpoint_minutes)
+                             checkpoint_every_s=60 * snakemake.resources.checkpoint_minutes)
     print(f"{snakemake.wildcards.dataset}/{snakemake.wildcards.split}: val accuracy "
           f"{metrics.get('val_accuracy')}, {metrics['images_per_s']:.0f} img/s")

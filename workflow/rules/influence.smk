@@ -30,7 +30,6 @@ rule influence_shard:
         device=config["device"],
         # Not an output: Snakemake deletes a failed job's outputs, and these files must outlive the failure.
         resume="results/checkpoints/influence_shard/{study}/{start}-{stop}",
-        checkpoint_minutes=config["checkpoint_minutes"],
     log:
         "results/logs/influence_shard/{study}/{start}-{stop}.log",
     benchmark:
@@ -41,6 +40,8 @@ rule influence_shard:
     resources:
         mem_mb=6000,
         gpu=INFLUENCE_GPU,
+        # How often the training state is saved: how the job runs, not what it makes, so not a param (no rerun).
+        checkpoint_minutes=config["checkpoint_minutes"],
     script:
         "../../src/scripts/influence_shard.py"
 
