@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from memgen.influence import estimator as mz
-from memgen.influence.learners import KNNLearner, Learner, LinearProbe, LUTLearner, MLPLearner, SyntheticLearner, knn_vote, scores_from_logits
+from memgen.influence.learners import (LEARNERS, KNNLearner, Learner, LinearProbe, LUTLearner, MLPLearner, knn_vote,
+                                      register_learner, scores_from_logits)
+
+from conftest import REPO
+from synthetic import SyntheticLearner
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -151,11 +155,11 @@ def test_lut_adapter_matches_direct_network_calls():
     bits_train, bits_test = rng.integers(0, 2, (120, 16)), rng.integers(0, 2, (40, 16))
     y_train = (bits_train[:, 0] ^ bits_train[:, 1]).astype(int)
     y_test = (bits_test[:, 0] ^ bits_test[:, 1]).astype(int)
-    learner = LUTLearner(bits_train, y_train, bits_test, y_test, k=4, widths=(16, 8), threads=1)
+    learner = LUTLearner(bits_train, y_train, bits_test, y_test, k=4, width=16, depth=2, threads=1)
     subs, seeds = subsets_and_seeds(120, [84, 84])
     out = learner.fit_predict(subs, seeds)
     for q, (s, seed) in enumerate(zip(subs, seeds)):
-        net = LUTNetwork(4, (16, 8), seed=seed, threads=1).fit(bits_train[s], y_train[s])
+        net = LUTNetwork(4, (16, 16), seed=seed, threads=1).fit(bits_train[s], y_train[s])
         assert np.array_equal(out.correct_train[q], net.predict(bits_train) == y_train)
         assert np.array_equal(out.correct_test[q], net.predict(bits_test) == y_test)
     assert np.array_equal(out.margin_test > 0, out.correct_test)
@@ -187,7 +191,8 @@ def test_net_learner_is_a_pure_function_of_subset_and_seed():
     x_train, x_test = rng.integers(0, 256, (64, 16, 16, 1), dtype=np.uint8), rng.integers(0, 256, (20, 16, 16, 1),
                                                                                           dtype=np.uint8)
     y_train, y_test = rng.integers(0, 3, 64), rng.integers(0, 3, 20)
-    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "augment": False, "max_steps": 2}
+    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "schedule": "onecycle",
+                "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": False, "flip": False, "pad": 4, "max_steps": 2}
     learner = NetLearner(x_train, y_train, x_test, y_test, settings, device="cpu")
     subs, seeds = subsets_and_seeds(64, [44, 44])
     out = learner.fit_predict(subs, seeds)
@@ -201,4 +206,46 @@ def test_net_learner_is_a_pure_function_of_subset_and_seed():
     assert np.array_equal(out.correct_train[0], logits[:64].argmax(1) == y_train)
     assert np.array_equal(out.correct_test[0], logits[64:].argmax(1) == y_test)
     with pytest.raises(ValueError, match="arch"):
-        NetLearner(x_train, y_train, x_test, y_test, {"epochs": 1})
+        NetLearner(x_train, y_train, x_test, y_test, {k: v for k, v in settings.items() if k != "arch"})
+
+
+def test_the_schema_offers_exactly_the_registered_learners_and_features():
+    import yaml
+
+    from memgen.influence.stages import FEATURES
+
+    study = yaml.safe_load((REPO / "workflow" / "schemas" / "influence.schema.yaml").read_text())["$defs"]["study"]
+    assert study["properties"]["learner"]["enum"] == list(LEARNERS) == ["mlp", "linear", "knn", "lut", "net"]
+    assert study["properties"]["features"]["enum"] == list(FEATURES)
+    assert {rule["if"]["properties"]["learner"]["const"] for rule in study["allOf"]} == set(LEARNERS)  # settings
+
+
+@pytest.fixture
+def learner_registry():
+    """The registry, restored after the test registered its own learner."""
+    saved = dict(LEARNERS)
+    yield LEARNERS
+    LEARNERS.clear()
+    LEARNERS.update(saved)
+
+
+def test_a_registered_learner_is_built_from_its_study(learner_registry):
+    from memgen.influence import stages
+
+    @register_learner("constant")
+    class Constant(SyntheticLearner):
+        @classmethod
+        def from_settings(cls, x_train, y_train, x_test, y_test, settings, *, n_classes, device, show_progress):
+            p = np.full(len(y_train), settings["p"])
+            return cls(p, p, np.full(len(y_test), settings["p"]), y_train=y_train, y_test=y_test)
+
+    x_train, y_train, x_test, y_test = task(n=30, n_test=10)
+    t = stages.Task(x_train, y_train, x_test, y_test, np.arange(30), np.arange(10), ["a", "b", "c"])
+    learner = stages.build_learner({"learner": "constant", "settings": {"p": 0.25}}, t)
+    assert isinstance(learner, Constant) and isinstance(learner, Learner) and learner.p_test.tolist() == [0.25] * 10
+    with pytest.raises(ValueError, match="registered twice"):
+        register_learner("constant")(Constant)
+    knn = stages.build_learner({"learner": "knn", "settings": {"k": 3}}, t, device="cpu")
+    assert isinstance(knn, KNNLearner) and knn.k == 3
+    mlp = stages.build_learner({"learner": "mlp", "settings": {"hidden": [8], "epochs": 1}}, t, device="cpu")
+    assert mlp.sizes == [12, 8, 3] and mlp.epochs == 1

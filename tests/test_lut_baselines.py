@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from memgen.lut import baselines as lb
@@ -24,27 +23,13 @@ def test_layer_stats_table2():
     assert (t["min"] <= t["mean"]).all() and (t["mean"] <= t["max"]).all()
 
 
-def test_baselines_beat_chance_and_random_guess_does_not():
-    x, y, xt, yt = bit_blobs(n=500, n_test=300)
-    skip = ("conv net", "random forest (300 trees)")                        # slow; covered elsewhere / same code
-    table = lb.table1(x, y, xt, yt, methods=[m for m in lb.METHODS if m not in skip],
-                      options={"influence": {"k": 6, "widths": (64, 64)}, "random_forest": {"n_jobs": 1}})
-    rows = table.set_index("method")
-    assert set(rows.index) == {m for m in lb.METHODS if m not in (*skip, "memorization")} | {"memorization (k=6)"}
-    for method, row in rows.iterrows():
-        if method == "random guess":
-            assert 0.35 < row["test_acc"] < 0.65
-        else:
-            assert row["test_acc"] > 0.85, method
-    assert rows.loc["1-nearest neighbor", "train_acc"] == 1.0                  # each point is its own neighbour
-    assert table["test_acc"].is_monotonic_decreasing
-
-
 def test_knn_votes_by_majority():
     keys = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 1], [1, 1, 1]], dtype=np.uint8)
     labels = np.array([0, 0, 1, 1])
-    res = lb.knn(keys, labels, np.array([[0, 0, 0], [1, 1, 1]], np.uint8), np.array([0, 1]), k=3)
-    assert res["test_acc"] == 1.0 and res["train_acc"] == 1.0
+    queries, truth = np.array([[0, 0, 0], [1, 1, 1], [0, 0, 1]], np.uint8), np.array([0, 1, 0])
+    three, one = lb.knn_many(keys, labels, queries, truth, ks=(3, 1))
+    assert three["k"] == 3 and three["test_acc"] == 1.0 and three["train_acc"] == 1.0
+    assert one["test_acc"] == 1.0 and one["train_acc"] == 1.0 and one["n_train_eval"] == 4
 
 
 def test_conv_net_runs_on_bits():
@@ -60,5 +45,3 @@ def test_conv_net_runs_on_bits():
     assert res["test_acc"] > 0.9
     with pytest.raises(ValueError, match="do not make 32x32 images"):
         lb.bits_to_images(bits, (32, 32, 1))
-    with pytest.raises(ValueError, match="unknown Table 1 method"):
-        lb.run_method("svm", bits, y, bits, y)

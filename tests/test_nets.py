@@ -4,7 +4,7 @@ import torch
 
 from memgen.runtime import seed_everything
 from memgen.nets import LeNet, MnistCNN, build_net, count_parameters, resnet20
-from memgen.train import RECIPE_DEFAULTS, augment_batch, channel_stats, embed, load_checkpoint, lr_factor, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
+from memgen.train import augment_batch, channel_stats, embed, load_checkpoint, lr_factor, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -140,19 +140,21 @@ def test_training_is_deterministic_given_seed():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+RECIPE = {"arch": "mnist_cnn", "epochs": 2, "batch_size": 32, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4,
+          "label_smoothing": 0.0, "augment": True, "flip": True, "pad": 4, "max_steps": None}
+
+
 def test_recipe_settings_reach_the_optimizer():
-    """A config entry's weight_decay and pad change training; the rest fall back to RECIPE_DEFAULTS."""
-    kwargs = recipe_kwargs({"arch": "mnist_cnn", "epochs": 2, "weight_decay": 0.05, "pad": 2, "augment": False})
+    """A config entry's weight_decay and pad change training."""
+    kwargs = recipe_kwargs({**RECIPE, "weight_decay": 0.05, "pad": 2, "augment": False, "flip": False})
     assert kwargs["weight_decay"] == 0.05 and kwargs["pad"] == 2 and kwargs["flip"] is False
-    assert kwargs["lr"] == RECIPE_DEFAULTS["lr"] and kwargs["epochs"] == 2
-    assert recipe_kwargs({"arch": "resnet20", "epochs": 2}, epochs=7)["epochs"] == 7
+    assert kwargs["lr"] == 0.1 and kwargs["epochs"] == 2 and "arch" not in kwargs
     x, y = _toy_images(96, size=16, channels=1)
 
     def weight_norm(weight_decay):
         seed_everything(0)
         model = MnistCNN(num_classes=4, image_size=16)
-        metrics = train_classifier(model, x, y, **recipe_kwargs({"arch": "mnist_cnn", "epochs": 2, "batch_size": 32,
-                                                                 "weight_decay": weight_decay}),
+        metrics = train_classifier(model, x, y, **recipe_kwargs({**RECIPE, "weight_decay": weight_decay}),
                                    device="cpu", show_progress=False)
         assert metrics["weight_decay"] == weight_decay
         return sum(float(p.norm() ** 2) for p in model.parameters() if p.ndim > 1)

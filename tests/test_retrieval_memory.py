@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from memgen.retrieval.gates import KnnInterpolation, LearnedGate, oracle_gate
+from memgen.retrieval.gates import GATES, GateInputs, KnnInterpolation, LearnedGate, oracle_gate, register_gate
 from memgen.retrieval.memory import Neighbors, find_neighbors, knn_classify, knn_predictions, knn_softmax, knn_table, knn_vote, leave_one_out_neighbors, softmax
 from memgen.retrieval.transformer import predict_neighbor_transformer, train_neighbor_transformer
 
@@ -125,31 +125,36 @@ def _gate_problem(n, seed):
     shares[np.arange(n), knn_pred] = share_top
     shares[np.arange(n), (knn_pred + 1) % 4] += 1 - share_top
     dist = np.sort(rng.random((n, 10)), 1)
-    return softmax(logits), shares, dist, y
+    return GateInputs(softmax(logits), shares, None, dist, 4), y
 
 
 def test_learned_gate_fits_on_holdout_only_and_beats_both_parts():
-    p_val, s_val, d_val, y_val = _gate_problem(600, 0)
+    val, y_val = _gate_problem(600, 0)
     val_ids, train_ids = np.arange(1000, 1600), np.arange(1000)
     with pytest.raises(ValueError, match="backbone's training set"):
-        LearnedGate().fit(p_val, s_val, d_val, y_val, example_ids=np.arange(900, 1500), backbone_train_ids=train_ids)
+        LearnedGate().fit(val, y_val, example_ids=np.arange(900, 1500), backbone_train_ids=train_ids)
     with pytest.raises(TypeError):
-        LearnedGate().fit(p_val, s_val, d_val, y_val)  # the ids are required keywords
+        LearnedGate().fit(val, y_val)  # the ids are required keywords
     with pytest.raises(RuntimeError, match="not fitted"):
-        LearnedGate().predict(p_val, s_val, d_val)
-    gate = LearnedGate().fit(p_val, s_val, d_val, y_val, example_ids=val_ids, backbone_train_ids=train_ids)
-    p, s, d, y = _gate_problem(2000, 1)
+        LearnedGate().predict(val)
+    gate = LearnedGate().fit(val, y_val, example_ids=val_ids, backbone_train_ids=train_ids)
+    test, y = _gate_problem(2000, 1)
+    p, s = test.net_probs, test.knn_shares
     acc_net, acc_knn = (p.argmax(1) == y).mean(), (s.argmax(1) == y).mean()
-    acc_gate = (gate.predict(p, s, d) == y).mean()
+    acc_gate = (gate.predict(test) == y).mean()
     assert acc_gate > max(acc_net, acc_knn) + 0.1
     assert acc_gate <= (oracle_gate(p.argmax(1), s.argmax(1), y) == y).mean()
+    assert gate.summary() == {"constant": None, "n_fit": gate.n_fit} and gate.n_fit > 100
+    use_knn = gate.arrays(test)["use_knn"]
+    np.testing.assert_array_equal(gate.predict(test), np.where(use_knn > 0.5, s.argmax(1), p.argmax(1)))
 
 
 def test_learned_gate_falls_back_to_constant_without_disagreements():
-    p, s, d, y = _gate_problem(50, 0)
-    gate = LearnedGate().fit(p, p, d, y, example_ids=np.arange(50), backbone_train_ids=np.arange(50, 60))
+    inputs, y = _gate_problem(50, 0)
+    agreeing = GateInputs(inputs.net_probs, inputs.net_probs, None, inputs.nb_dist, 4)
+    gate = LearnedGate().fit(agreeing, y, example_ids=np.arange(50), backbone_train_ids=np.arange(50, 60))
     assert gate.constant == "net" and gate.n_fit == 0
-    np.testing.assert_array_equal(gate.predict(p, s, d), p.argmax(1))
+    np.testing.assert_array_equal(gate.predict(inputs), inputs.net_probs.argmax(1))
 
 
 def test_knn_interpolation_picks_lambda_on_validation():
@@ -162,18 +167,31 @@ def test_knn_interpolation_picks_lambda_on_validation():
     good_labels = np.where(rng.random((n, 10)) < 0.8, y[:, None], rng.integers(0, c, (n, 10)))
     dist = np.sort(rng.random((n, 10)), 1)
     ids, train = np.arange(n), np.arange(n, 2 * n)
+    good = GateInputs.from_neighbors(p_net, good_labels, dist, c)
     with pytest.raises(ValueError, match="training set"):
-        KnnInterpolation().fit(p_net, good_labels, dist, y, n_classes=c, example_ids=ids, backbone_train_ids=ids)
-    interp = KnnInterpolation().fit(p_net, good_labels, dist, y, n_classes=c, example_ids=ids,
-                                    backbone_train_ids=train)
-    assert interp.lam > 0.3
-    acc = (interp.predict_proba(p_net, good_labels, dist).argmax(1) == y).mean()
+        KnnInterpolation().fit(good, y, example_ids=ids, backbone_train_ids=ids)
+    interp = KnnInterpolation().fit(good, y, example_ids=ids, backbone_train_ids=train)
+    assert interp.lam > 0.3 and interp.summary() == {"lambda": interp.lam, "temperature": interp.temperature}
+    acc = (interp.predict(good) == y).mean()
     assert acc > (p_net.argmax(1) == y).mean() + 0.1
     # an uninformative memory (random labels) gets (almost) no weight
-    bad_labels = rng.integers(0, c, (n, 10))
-    bad = KnnInterpolation().fit(p_net, bad_labels, dist, y, n_classes=c, example_ids=ids, backbone_train_ids=train)
+    bad_inputs = GateInputs.from_neighbors(p_net, rng.integers(0, c, (n, 10)), dist, c)
+    bad = KnnInterpolation().fit(bad_inputs, y, example_ids=ids, backbone_train_ids=train)
     assert bad.lam <= 0.2
-    np.testing.assert_allclose(bad.predict_proba(p_net, bad_labels, dist).sum(1), 1, rtol=1e-6)
+    np.testing.assert_allclose(bad.predict_proba(bad_inputs).sum(1), 1, rtol=1e-6)
+
+
+def test_gate_inputs_vote_over_all_given_neighbours():
+    labels = np.array([[1, 0, 0], [2, 2, 1]])
+    inputs = GateInputs.from_neighbors(np.full((2, 3), 1 / 3), labels, np.ones((2, 3)), 3)
+    np.testing.assert_allclose(inputs.knn_shares, [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
+
+
+def test_registered_gates_have_unique_keys_and_labels():
+    assert list(GATES) == ["learned_gate", "knn_lm"]
+    assert len({g.label for g in GATES.values()}) == len(GATES)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_gate("knn_lm", "again")(KnnInterpolation)
 
 
 # ------------------------------------------------------------------------------------ neighbour transformer

@@ -1,4 +1,4 @@
-"""Table builders of the memory study (published beside measured) and the stages on a tiny synthetic memory."""
+"""Table builders of the retrieval study (published beside measured) and the stages on a tiny synthetic memory."""
 
 import json
 
@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from memgen.retrieval import figures, stages, tables
+from memgen.retrieval.gates import GATES, register_gate
 from memgen.runtime import save_npz
 
 
@@ -57,12 +58,10 @@ def test_reproduction_notes_are_computed_from_the_numbers():
     assert "Ordering ResNet-20 > 1-NN of the document holds" in notes
 
 
-def test_backbone_epochs_per_split():
-    settings = {"epochs": 5, "split_epochs": {"lt10": 3}}
-    assert stages.backbone_epochs(settings, "lt10") == 3 and stages.backbone_epochs(settings, "full") == 5
-
-
-def test_knn_gate_and_evaluate_stages_on_a_separable_memory(tmp_path):
+@pytest.fixture
+def memory(tmp_path):
+    """Embeddings of a separable 3-class memory (90 stored, 30 validation, 30 test examples), its neighbours and
+    split, with a network that is wrong 30% of the time."""
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(3, 8)) * 5
 
@@ -80,44 +79,65 @@ def test_knn_gate_and_evaluate_stages_on_a_separable_memory(tmp_path):
     save_npz(tmp_path / "emb.npz", **arrays)
     (tmp_path / "backbone.json").write_text(json.dumps({"arch": "resnet20"}))
     table = stages.knn_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "knn.csv", ks=[1, 5], device="cpu")
-    assert (table[table.part == "test"].accuracy > 0.9).all()
-    nb = stages.load_npz(tmp_path / "nb.npz")
-    assert not (nb["l2_train_ids"] == np.arange(90)[:, None]).any()           # leave-one-out
     split = tmp_path / "split.npz"
     save_npz(split, train_idx=arrays["train_ids"], train_y=arrays["train_y"], val_idx=arrays["val_ids"],
              val_y=arrays["val_y"], test_idx=arrays["test_ids"], test_y=arrays["test_y"],
              train_group=arrays["train_y"], test_group=arrays["test_y"], n_classes=np.int64(3),
              class_names=np.array(["a", "b", "c"]))
-    info = stages.gate_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", split, tmp_path / "g.npz", tmp_path / "g.json",
-                         gate_k=5)
+    return {"dir": tmp_path, "arrays": arrays, "knn_table": table, "split": split}
+
+
+def evaluate(memory, gate_k=5):
+    d = memory["dir"]
+    info = stages.gate_stage(d / "emb.npz", d / "nb.npz", memory["split"], d / "g.npz", d / "g.json", gate_k=gate_k)
+    summary = stages.evaluate_stage(d / "emb.npz", d / "nb.npz", d / "g.npz", {}, memory["split"], d / "p.npz",
+                                    d / "s.csv", d / "pc.csv", d / "pg.csv", ks=[1, 5], transformer_k=5,
+                                    gate_k=gate_k, dataset="toy", split="full")
+    return info, summary
+
+
+def test_knn_gate_and_evaluate_stages_on_a_separable_memory(memory):
+    tmp_path, arrays, table = memory["dir"], memory["arrays"], memory["knn_table"]
+    assert (table[table.part == "test"].accuracy > 0.9).all()
+    nb = stages.load_npz(tmp_path / "nb.npz")
+    assert not (nb["l2_train_ids"] == np.arange(90)[:, None]).any()           # leave-one-out
+    info, s = evaluate(memory)
     assert info["oracle_accuracy"] >= info["knn_lm_accuracy"] - 1e-9 and info["oracle_accuracy"] > 0.9
-    s = stages.evaluate_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "g.npz", {}, split,
-                          tmp_path / "p.npz", tmp_path / "s.csv", tmp_path / "pc.csv", tmp_path / "pg.csv",
-                          ks=[1, 5], transformer_k=5, gate_k=5, dataset="toy", split="full")
+    assert {"learned_gate_constant", "learned_gate_n_fit", "knn_lm_lambda", "knn_lm_temperature"} <= set(info)
+    assert set(stages.load_npz(tmp_path / "g.npz")) == {"oracle", "learned_gate", "knn_lm", "learned_gate_use_knn"}
     acc = s.set_index("method").accuracy
     assert acc["1-NN"] > acc["network"] and {"Learned gate network/k-NN", "kNN-LM interpolation"} <= set(acc.index)
+    assert acc["Oracle gate 1-NN/network"] == pytest.approx(info["oracle_accuracy"])
     assert tables.table1(s).set_index("model").loc["ResNet-20", "measured"] == pytest.approx(100 * acc["network"],
                                                                                           abs=0.01)
 
 
-def test_gate_refuses_validation_examples_from_the_training_set(tmp_path):
-    rng = np.random.default_rng(1)
-    arrays = {"n_classes": np.int64(2)}
-    for name in ("train", "val", "test"):
-        arrays.update({f"{name}_emb": rng.normal(size=(20, 4)).astype(np.float32),
-                       f"{name}_logits": rng.normal(size=(20, 2)).astype(np.float32),
-                       f"{name}_y": np.arange(20) % 2, f"{name}_ids": np.arange(20)})
-    save_npz(tmp_path / "emb.npz", **arrays)
-    stages.knn_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "knn.csv", ks=[1, 3], device="cpu")
-    save_npz(tmp_path / "split.npz", train_idx=np.arange(20), train_y=arrays["train_y"], val_idx=np.arange(20),
-             val_y=arrays["val_y"], test_idx=np.arange(20), test_y=arrays["test_y"], train_group=arrays["train_y"],
-             test_group=arrays["test_y"], n_classes=np.int64(2), class_names=np.array(["a", "b"]))
-    with pytest.raises(ValueError, match="validation hold-out"):
-        stages.gate_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "split.npz", tmp_path / "g.npz",
-                      tmp_path / "g.json", gate_k=3)
+@pytest.fixture
+def gate_registry():
+    """The gate registry, restored after the test registered its own gate."""
+    saved = dict(GATES)
+    yield GATES
+    GATES.clear()
+    GATES.update(saved)
 
 
-def test_fix_examples_spread_over_classes():
-    y = np.array([0, 0, 0, 1, 1, 2])
-    assert figures._spread(np.array([0, 1, 2, 3, 5]), y, 3).tolist() == [0, 3, 5]
-    assert figures._spread(np.array([0, 1, 2]), y, 2).tolist() == [0, 1]
+def test_a_registered_gate_is_fit_saved_and_evaluated(memory, gate_registry):
+    @register_gate("vote", "Always the k-NN vote")
+    class Vote:
+        def fit(self, inputs, y, *, example_ids, backbone_train_ids):
+            self.n = len(y)
+            return self
+
+        def predict(self, inputs):
+            return inputs.knn_shares.argmax(1)
+
+        def summary(self):
+            return {"n_fit": self.n}
+
+        def arrays(self, inputs):
+            return {}
+
+    info, s = evaluate(memory, gate_k=5)
+    assert info["vote_n_fit"] == 30 and "vote_accuracy" in info
+    acc = s.set_index("method").accuracy
+    assert acc["Always the k-NN vote"] == pytest.approx(acc["5-NN"]) == pytest.approx(info["vote_accuracy"])

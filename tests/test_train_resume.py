@@ -131,7 +131,8 @@ def test_net_learner_rerun_skips_finished_networks_and_never_reuses_other_settin
     x_train, x_test = (rng.integers(0, 256, (m, 16, 16, 1), dtype=np.uint8) for m in (48, 12))
     y_train, y_test = rng.integers(0, 3, 48), rng.integers(0, 3, 12)
     subsets, seeds = [np.arange(0, 40), np.arange(8, 48)], [11, 12]
-    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "augment": False}
+    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "schedule": "onecycle",
+                "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": False, "flip": False, "pad": 4, "max_steps": None}
 
     def learner(**changes):
         net = NetLearner(x_train, y_train, x_test, y_test, {**settings, **changes}, device="cpu")

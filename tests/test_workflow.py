@@ -1,6 +1,7 @@
 """The workflow as users run it: lint, config validation, clear errors, the smoke DAG end to end
 through the generic cluster executor, and reruns limited to the stages an edit touches."""
 
+import json
 import os
 import re
 import shutil
@@ -30,14 +31,37 @@ def planned_jobs(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the project, so runs and edits never touch the checkout."""
-    root = tmp_path_factory.mktemp("project")
+def copy_project(root):
     for name in PROJECT_FILES:
         src, dst = REPO / name, root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the project, so runs and edits never touch the checkout."""
+    return copy_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def touched(tmp_path_factory):
+    """A copy of the project whose smoke DAG counts as done without running a job: every output and benchmark
+    file exists (empty) and `snakemake --touch` records them as current. A dry run on it shows what a change
+    would rerun, in seconds."""
+    root = copy_project(tmp_path_factory.mktemp("touched"))
+    code, out = snakemake("-n", "-F", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=root)
+    assert code == 0, out[-3000:]
+    for line in re.findall(r"^\s+(?:output|benchmark): (.*)$", out, re.M):
+        for name in line.split(", "):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).touch()
+    code, out = snakemake("--touch", "--forceall", "--cores", "1", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}",
+                          cwd=root)
+    assert code == 0, out[-3000:]
+    code, out = snakemake("-n", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=root)
+    assert code == 0 and "Nothing to be done" in out, out[-3000:]
     return root
 
 
@@ -94,6 +118,134 @@ def test_missing_data_file_is_named(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def rule_texts() -> dict[str, str]:
+    """Rule name -> the indented body of its definition, from the Snakefile and every rules file."""
+    texts = {}
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]:
+        parts = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
+        for name, body in zip(parts[1::2], parts[2::2]):
+            texts[name] = re.match(r"(?:[ \t]+.*\n|\n)*", body).group(0)
+    return texts
+
+
+def rule_scripts() -> dict[str, str]:
+    """Rule name -> the stem of the script under src/scripts/ it runs, for every rule with a script."""
+    scripts = {}
+    for name, body in rule_texts().items():
+        match = re.search(r'^\s+script:\s*\n\s+"\.\./\.\./src/scripts/(\w+)\.py"', body, re.M)
+        if match:
+            scripts[name] = match.group(1)
+    return scripts
+
+
+def test_every_script_rule_declares_the_code_of_its_own_script():
+    scripts = rule_scripts()
+    assert len(scripts) >= 20 and set(scripts.values()) == {p.stem for p in (REPO / "src/scripts").glob("*.py")}
+    texts = rule_texts()
+    for name, script in scripts.items():
+        declared = re.findall(r'^\s+code=script_code\("(\w+)"', texts[name], re.M)
+        assert declared == [script], f"rule {name} runs {script}.py but declares code={declared}"
+
+
+# Imports every import statement of each file given (a script, or a notebook's code cells) in a fresh forked
+# child and prints {file: [the memgen files Python really loaded]}. The parent loads the heavy third-party
+# packages once; memgen itself never, so each child starts without it.
+REAL_IMPORTS = r"""
+import ast, json, os, sys
+import numpy, pandas, torch, matplotlib
+matplotlib.use("Agg")
+assert not any(m == "memgen" or m.startswith("memgen.") for m in sys.modules)
+result = {}
+for path in sys.argv[1:]:
+    text = open(path).read()
+    if path.endswith(".ipynb"):
+        cells = [c for c in json.loads(text)["cells"] if c["cell_type"] == "code"]
+        text = "\n".join(l for c in cells for l in "".join(c["source"]).splitlines() if not l.lstrip().startswith("%"))
+    imports = [ast.unparse(n) for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        for statement in imports:
+            exec(statement, {})
+        files = sorted(m.__file__ for name, m in list(sys.modules.items())
+                       if (name == "memgen" or name.startswith("memgen.")) and getattr(m, "__file__", None))
+        os.write(write, json.dumps(files).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        out = fh.read()
+    assert os.waitpid(pid, 0)[1] == 0, f"importing the imports of {path} failed"
+    result[path] = json.loads(out)
+print(json.dumps(result))
+"""
+
+
+def real_imports(paths: list[str]) -> dict[str, set[str]]:
+    proc = subprocess.run([sys.executable, "-c", REAL_IMPORTS, *paths], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {path: set(files) for path, files in json.loads(proc.stdout).items()}
+
+
+def declared_inputs() -> dict[str, set[str]]:
+    """Rule -> the union of its jobs' input files, from a dry run of every job of the smoke DAG."""
+    code, out = snakemake("-n", "-F", "all", "bench", *SMOKE, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    inputs = {}
+    for rule, line in re.findall(r"^rule (\w+):\n\s+input: (.*)$", out, re.M):
+        inputs.setdefault(rule, set()).update(line.split(", "))
+    return inputs
+
+
+def test_every_rule_declares_every_memgen_module_its_script_imports():
+    """What Python really loads when a rule's script (and, for the report, each section's notebook) imports
+    its imports is a subset of the memgen files the rule declares as inputs."""
+    scripts = rule_scripts()
+    notebooks = sorted(str(p) for p in (REPO / "reports").glob("*.ipynb"))
+    loaded = real_imports([str(REPO / f"src/scripts/{s}.py") for s in sorted(set(scripts.values()))] + notebooks)
+    declared = declared_inputs()
+    assert set(scripts) <= set(declared), "a rule with a script has no job in the dry run"
+    for rule, script in scripts.items():
+        real = loaded[str(REPO / f"src/scripts/{script}.py")]
+        if rule == "render_report":
+            real = real.union(*(loaded[nb] for nb in notebooks))
+        assert str(REPO / "src/memgen/runtime.py") in real, f"{script}.py: the import check saw no memgen module"
+        missing = real - declared[rule]
+        assert not missing, f"rule {rule} does not declare {sorted(missing)}, which {script}.py or its notebooks import"
+    lut_notebook = loaded[str(REPO / "reports/lut.ipynb")]
+    assert str(REPO / "src/memgen/lut/tables.py") in lut_notebook   # the report reads the LUT tables module
+
+
+RETRIEVAL_RARE = {"train_backbone": 1, "embed": 1, "knn": 1, "gate": 1, "evaluate_retrieval": 1, "retrieval_tables": 1,
+                  "retrieval_figures": 1}
+REPORT = {"runtime_table": 1, "render_report": 1, "all": 1}
+
+
+@pytest.mark.parametrize("old, new, jobs", [
+    ("split_epochs: {lt10: 1, lt50: 1, lt100: 1, rare: 1}", "split_epochs: {lt10: 1, lt50: 1, lt100: 1, rare: 2}",
+     {**RETRIEVAL_RARE, **REPORT}),
+    ("    keep_fraction: 0.1\n", "    keep_fraction: 0.2\n",
+     {"make_split": 1, "summarize_data": 1, "plot_data": 1, **RETRIEVAL_RARE, **REPORT}),
+    ("variants: [ce, query_drop],", "variants: [ce, query_drop, aux],",
+     {"neighbor_transformer": 2, "evaluate_retrieval": 2, "retrieval_tables": 1, "retrieval_figures": 1, **REPORT}),
+], ids=["rare epochs", "rare keep_fraction", "a third Transformer variant"])
+def test_a_config_change_plans_only_the_jobs_it_determines(touched, old, new, jobs):
+    """Params hold what determines a job's output and nothing else: the rare split's epochs retrain the rare
+    backbone only (not every CIFAR-10 backbone), the rare task's settings rebuild the rare split only, a new
+    Transformer variant trains the new jobs without retraining the others."""
+    config = (touched / "tests/smoke/config.yaml").read_text()
+    assert old in config
+    (touched / "changed.yaml").write_text(config.replace(old, new))
+    code, out = snakemake("-n", "all", "--configfile", "changed.yaml", "--config", f"data_root={DATA_ROOT}",
+                          cwd=touched)
+    assert code == 0, out[-3000:]
+    assert planned_jobs(out) == jobs, out[-3000:]
+    if "train_backbone" in jobs:
+        assert re.search(r"^rule train_backbone:\n(?:\s+\w+: .*\n)*?\s+wildcards: dataset=cifar10, split=rare$", out,
+                         re.M), out[-3000:]
+
+
 def test_smoke_report_has_every_section_with_numbers(smoke_run):
     html = (smoke_run / "results/report/study.html").read_text()
     for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Memorization and influence", "Runtime"):
@@ -108,8 +260,8 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
         table = pd.read_csv(smoke_run / f"results/tables/seed001_{name}.csv")
         assert {"published", "measured"} <= set(table.columns) and table["measured"].notna().all(), name
     assert pd.read_csv(smoke_run / "results/tables/seed001_figure1.csv")["gap"].notna().all()
-    memory = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the memory study's Table 1
-    assert memory["measured"].notna().all() and pd.api.types.is_numeric_dtype(memory["measured"])
+    retrieval = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the retrieval study's Table 1
+    assert retrieval["measured"].notna().all() and pd.api.types.is_numeric_dtype(retrieval["measured"])
     studies = pd.read_csv(smoke_run / "results/tables/influence_summary.csv").set_index("study")
     assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_lut", "cifar10_linear", "cifar10_linear_rerun",
                                   "cifar10_knn", "cifar10_net"}
@@ -139,21 +291,34 @@ def edit(path):
     path.write_text(path.read_text() + "\n# edited by the test\n")
 
 
-def test_editing_a_module_reruns_only_its_dependents(smoke_run, mirror):
-    code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
-    assert code == 0 and "Nothing to be done" in out, out[-3000:]
-    modules = {name: smoke_run / f"src/memgen/{name}.py" for name in ("figures", "splits")}
-    originals = {name: path.read_text() for name, path in modules.items()}
-    try:
-        edit(modules["figures"])
-        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
+def test_editing_a_module_reruns_only_its_dependents(touched):
+    """Each rule declares the memgen files its script imports: editing the shared plotting module reruns the
+    figure jobs that use it, a module of one study only that study's jobs (and the report), a foundation
+    module everything built on it."""
+    def dry_run():
+        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=touched)
         assert code == 0, out[-3000:]
-        assert set(planned_jobs(out)) == {"summarize_data", "plot_data", "influence_figures", "runtime_table",
-                                          "render_report", "all"}
+        return planned_jobs(out)
+
+    modules = {name: touched / f"src/memgen/{name}.py" for name in ("plots", "lut/figures", "retrieval/tables",
+                                                                    "splits")}
+    originals = {name: path.read_text() for name, path in modules.items()}
+    report = {"runtime_table", "render_report", "all"}
+    try:
+        assert dry_run() == {}
+        edit(modules["plots"])
+        assert set(dry_run()) == {"summarize_data", "plot_data", "influence_figures"} | report
+        modules["plots"].write_text(originals["plots"])
+        edit(modules["lut/figures"])
+        assert set(dry_run()) == {"lut_figures"} | report
+        modules["lut/figures"].write_text(originals["lut/figures"])
+        edit(modules["retrieval/tables"])   # also read by the report's retrieval notebook
+        assert set(dry_run()) == {"retrieval_tables", "retrieval_figures"} | report   # figures read a table
+        modules["retrieval/tables"].write_text(originals["retrieval/tables"])
+        assert dry_run() == {}               # the same content again: nothing is stale
         edit(modules["splits"])
-        code, out = snakemake("-n", *SMOKE, "--config", f"data_root={mirror}", cwd=smoke_run)
-        jobs = planned_jobs(out)
-        assert "make_split" in jobs and "prepare_data" not in jobs
+        jobs = dry_run()
+        assert "make_split" in jobs and "train_backbone" in jobs and "prepare_data" not in jobs
     finally:  # the later tests start from a finished DAG again
         for name, path in modules.items():
             path.write_text(originals[name])
@@ -221,7 +386,7 @@ def test_raising_t_trains_only_the_new_models(smoke_run, mirror):
     ({"studies": {"bad": {"dataset": "mnist", "split": "all", "learner": "lut", "features": "pixels", "t": 4,
                           "shard_size": 2}}}, r"bits"),
 ])
-def test_bad_memorization_config_is_named(change, message, tmp_path):
+def test_bad_influence_config_is_named(change, message, tmp_path):
     import yaml
 
     config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
@@ -282,3 +447,15 @@ def test_paper_preset_backbone_runs_through_the_cluster_executor_at_tiny_size(tm
     metrics = json.loads((tmp_path / target).read_text())
     assert (metrics["epochs"], metrics["batch_size"], metrics["lr"], metrics["steps"]) == (200, 128, 0.1, 2)
     assert not list((tmp_path / "results").glob("checkpoints/**/*.pt")), "the resume file is removed at the end"
+
+
+@pytest.mark.parametrize("old, new", [("memory", "retrieval"), ("memorization", "influence")])
+def test_an_old_config_key_stops_naming_the_new_one(old, new, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
+    config[old] = config.pop(new)
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(config))
+    code, out = snakemake("-n", "--configfile", str(tmp_path / "old.yaml"))
+    assert code != 0
+    assert f"config key '{old}' is now '{new}'" in out, out[-3000:]

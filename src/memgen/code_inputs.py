@@ -1,14 +1,15 @@
 """The memgen source files a rule's script runs, found from its imports, so the workflow declares them as inputs.
 
-:func:`script_modules` follows ``import memgen.x`` / ``from memgen.x import y`` / ``from memgen import x``
-statements (at any depth, including imports inside functions) transitively through the package, and returns
-the files: the modules and the ``__init__.py`` of every package on the way. Editing one of them reruns the
+:func:`script_modules` reads a script (or a notebook's code cells) and follows ``import memgen.x`` /
+``from memgen.x import y`` / ``from memgen import x`` statements (at any depth, including imports inside
+functions) transitively through the package, and returns the files: the modules and the ``__init__.py`` of every package on the way. Editing one of them reruns the
 rule's jobs; editing a module no script of a study reaches reruns nothing of that study.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,16 +24,39 @@ def _module_file(src: Path, dotted: str) -> Path | None:
     return None
 
 
-def _imported_modules(path: Path) -> set[str]:
+def _source(path: Path) -> str:
+    """A file's Python code: a script's text, or a notebook's code cells without IPython's % and ! lines."""
+    if path.suffix != ".ipynb":
+        return path.read_text()
+    cells = [cell for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
+    lines = [line for cell in cells for line in "".join(cell["source"]).splitlines()]
+    return "\n".join(line for line in lines if not line.lstrip().startswith(("%", "!")))
+
+
+def _from_module(node: ast.ImportFrom, path: Path, src: Path) -> str | None:
+    """The absolute dotted name ``from ... import`` reads: ``from .x import y`` in memgen/lut/a.py is memgen.lut.x."""
+    if node.level == 0:
+        return node.module
+    if not path.is_relative_to(src):
+        return None
+    package = path.relative_to(src).parent.parts
+    if node.level - 1 > len(package) - 1:
+        return None
+    base = package[:len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _imported_modules(path: Path, src: Path) -> set[str]:
     """Dotted names of the memgen modules (or candidate submodules) one file imports."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(_source(path), filename=str(path))):
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
-                and node.module.split(".")[0] == PACKAGE:
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names}   # `from memgen.lut import tables`
+        elif isinstance(node, ast.ImportFrom):
+            module = _from_module(node, path, src)
+            if module and module.split(".")[0] == PACKAGE:
+                names.add(module)
+                names |= {f"{module}.{a.name}" for a in node.names}   # `from memgen.lut import tables`
     return names
 
 
@@ -40,7 +64,7 @@ def _imported_modules(path: Path) -> set[str]:
 def _closure(src: Path, start: Path) -> tuple[Path, ...]:
     seen, todo = set(), [start]
     while todo:
-        for dotted in _imported_modules(todo.pop()):
+        for dotted in _imported_modules(todo.pop(), src):
             parts = dotted.split(".")
             for i in range(1, len(parts) + 1):                      # the packages on the way, then the module
                 path = _module_file(src, ".".join(parts[:i]))
@@ -51,5 +75,6 @@ def _closure(src: Path, start: Path) -> tuple[Path, ...]:
 
 
 def script_modules(script: str | Path, src: str | Path) -> list[str]:
-    """The memgen files ``script`` runs (transitively), as paths under ``src`` (the folder holding memgen/)."""
+    """The memgen files ``script`` (a .py file or a .ipynb notebook) runs, transitively, as paths under ``src``
+    (the folder holding memgen/)."""
     return [str(p) for p in _closure(Path(src).resolve(), Path(script).resolve())]

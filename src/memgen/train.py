@@ -31,9 +31,10 @@ from memgen.nets import build_net, count_parameters
 from memgen.runtime import atomic_path, progress, resolve_device, seed_everything
 
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
-# Defaults of a backbone ``settings`` entry (config retrieval.backbone / a memorization net learner).
-RECIPE_DEFAULTS = {"batch_size": 128, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4, "label_smoothing": 0.0,
-                   "augment": True, "pad": 4, "max_steps": None}
+# The keys of a training recipe (config retrieval.backbone.<dataset>, influence learner 'net' settings); their
+# defaults are in workflow/schemas/retrieval.schema.yaml ($defs/recipe), which fills them into the config.
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "weight_decay", "label_smoothing", "augment", "flip", "pad",
+               "max_steps")
 
 
 # ------------------------------------------------------------------------------------------- array helpers
@@ -110,15 +111,18 @@ def lr_factor(schedule: str, progress_frac: float, warmup_frac: float = 0.0) -> 
 
 
 # ------------------------------------------------------------------------------------------------ training
-def recipe_kwargs(settings: dict, epochs: int | None = None) -> dict:
-    """:func:`train_classifier` keyword arguments from a backbone ``settings`` entry (``arch`` and ``epochs``
-    plus any of :data:`RECIPE_DEFAULTS` and ``flip``, which defaults to ``augment``); ``epochs`` overrides."""
-    s = {**RECIPE_DEFAULTS, **settings}
-    augment = bool(s["augment"])
-    return {"epochs": int(s["epochs"] if epochs is None else epochs), "batch_size": int(s["batch_size"]),
-            "lr": float(s["lr"]), "schedule": s["schedule"], "weight_decay": float(s["weight_decay"]),
-            "label_smoothing": float(s["label_smoothing"]), "augment": augment,
-            "flip": bool(s.get("flip", augment)), "pad": int(s["pad"]), "max_steps": s["max_steps"]}
+def recipe_kwargs(settings: dict) -> dict:
+    """:func:`train_classifier` keyword arguments from a recipe ``settings`` entry, which holds every key of
+    :data:`RECIPE_KEYS` (a config entry validated by its schema does)."""
+    missing = [key for key in RECIPE_KEYS if key not in settings]
+    if missing:
+        raise ValueError(f"training recipe lacks {missing}: pass a config entry validated by "
+                         "workflow/schemas/retrieval.schema.yaml ($defs/recipe fills the defaults)")
+    s = settings
+    return {"epochs": int(s["epochs"]), "batch_size": int(s["batch_size"]), "lr": float(s["lr"]),
+            "schedule": s["schedule"], "weight_decay": float(s["weight_decay"]),
+            "label_smoothing": float(s["label_smoothing"]), "augment": bool(s["augment"]), "flip": bool(s["flip"]),
+            "pad": int(s["pad"]), "max_steps": s["max_steps"]}
 
 
 def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, *, epochs: int = 30,

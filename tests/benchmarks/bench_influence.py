@@ -1,6 +1,6 @@
 """Speed and memory benchmarks of the memorization estimator and its learners (ratios, not timed tests).
 
-    python tests/benchmarks/bench_memorization.py [--quick] [--out file.json] [--threads 2]
+    python tests/benchmarks/bench_influence.py [--quick] [--out file.json] [--threads 2]
            [--only mlp,probe,estimation] [--mnist ../shared/data/mnist]
 
 Sections (each ratio is measured in the same process, rounds interleaved so that load from other
@@ -36,6 +36,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))          # synthetic.py: the learner with known memorization
 
 
 def log(*a):
@@ -203,7 +204,7 @@ def bench_probe(args, out):
 
 def make_shards(directory, n, n_test, t, shard_size, seed=0):
     from memgen.influence import estimator as mz
-    from memgen.influence.learners import SyntheticLearner
+    from synthetic import SyntheticLearner
 
     rng = np.random.default_rng(seed)
     p_in = rng.uniform(0.9, 1.0, n)
@@ -212,7 +213,9 @@ def make_shards(directory, n, n_test, t, shard_size, seed=0):
     learner = SyntheticLearner(p_in, p_out, rng.uniform(0.3, 0.6, n_test), planted,
                                y_train=rng.integers(0, 10, n), y_test=rng.integers(0, 10, n_test))
     spec = mz.ShardSpec.for_learner(learner, 0.7, seed)
-    mz.ensure_shards(learner, spec, directory, t, shard_size)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for a, b in mz.shard_ranges(t, shard_size):
+        mz.run_shard(learner, spec, a, b, mz.shard_path(directory, a, b))
     Path(directory, "planted.json").write_text(json.dumps([[int(i), int(j)] for i, j, _ in planted]))
     return planted
 
@@ -234,7 +237,7 @@ def estimation_child(directory, out_json, block_size, rows):
     torch.ones(8) @ torch.ones(8)
     rss_import = peak_rss_mb()
     t0 = time.perf_counter()
-    est = mz.estimate(directory, block_size=block_size, influence_rows=rows, show_progress=False)
+    est = mz.estimate(sorted(Path(directory).glob("models_*.npz")), block_size=block_size, influence_rows=rows, show_progress=False)
     dt = time.perf_counter() - t0
     planted = {tuple(p) for p in json.loads(Path(directory, "planted.json").read_text())}
     found = set(zip(est.pairs["train_pos"].tolist(), est.pairs["test_pos"].tolist()))

@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,10 +59,12 @@ wildcard_constraints:
     split=SPLIT_PATTERN,
 
 
-def script_code(script):
-    """The memgen files src/scripts/<script>.py runs (its transitive imports), declared as inputs so that editing
-    a module reruns exactly the jobs whose scripts reach it."""
-    return script_modules(ROOT / "src" / "scripts" / f"{script}.py", ROOT / "src")
+def script_code(script, notebooks=()):
+    """The memgen files src/scripts/<script>.py and the notebooks it executes run (their transitive imports),
+    declared as inputs so that editing a module reruns exactly the jobs whose scripts reach it."""
+    files = [f for path in [ROOT / "src" / "scripts" / f"{script}.py", *notebooks]
+             for f in script_modules(path, ROOT / "src")]
+    return sorted(set(files))
 
 
 def dataset_files(wildcards):
@@ -72,6 +75,26 @@ def dataset_files(wildcards):
         return [ancient(f) for f in source_files(DATASETS[wildcards.dataset])]
     except DataError as err:
         raise ValueError(f"dataset '{wildcards.dataset}': {err}") from None
+
+
+def dataset_spec(dataset):
+    """What prepare_data reads of a dataset's config entry: all but its split list, so that adding a split does
+    not rebuild the cache (and with it the dataset's whole study). The md5 / expect checks stay: changing one
+    verifies the data again."""
+    return {key: value for key, value in DATASETS[dataset].items() if key != "splits"}
+
+
+# What each kind of split reads from config `splits` (memgen.splits.make_split); lt<IF> reads what full does.
+SPLIT_SETTINGS = {"all": [], "full": ["validation_size"], "rare": ["validation_size", "rare"], "binary": ["binary"],
+                  "pair": []}
+
+
+def split_settings(split):
+    """The `splits` settings one split reads: a make_split job's params, so that changing the rare task's
+    settings reruns the rare splits only, not every split of every dataset."""
+    family = re.fullmatch(SPLIT_PATTERN, split).group(1)
+    kind = "full" if family.startswith("lt") else "pair" if family.startswith("pair") else family
+    return {key: config["splits"][key] for key in SPLIT_SETTINGS[kind] if key in config["splits"]}
 
 
 def splits_of(dataset):

@@ -6,7 +6,7 @@ rule prepare_data:
     output:
         "results/data/{dataset}.npz",
     params:
-        spec=lambda wc: DATASETS[wc.dataset],
+        spec=lambda wc: dataset_spec(wc.dataset),
         resources_dir="resources",
     log:
         "results/logs/prepare_data/{dataset}.log",

@@ -2,7 +2,7 @@
 # t models are trained in shards (one job per range of model ids; a cluster runs them in parallel, an interrupted
 # run resumes, raising t reuses the shards done), then estimated, and the removal experiment retrains without
 # the memorized examples. Logic in memgen.influence.estimator (the estimator) and memgen.influence.stages (stages).
-# Per study under results/influence/{study}/; tables under results/tables/memorization_*.csv.
+# Per study under results/influence/{study}/; tables under results/tables/influence_*.csv.
 
 
 include: "influence_common.smk"
@@ -61,7 +61,7 @@ rule influence_estimate:
         convergence="results/influence/{study}/convergence.csv",
         summary="results/influence/{study}/summary.json",
     params:
-        study=lambda wc: STUDIES[wc.study],
+        study=lambda wc: estimate_settings(wc.study),
         binarization=lambda wc: study_binarization(wc.study),
         influence=INFLUENCE["influence"],
         device=config["device"],
@@ -87,7 +87,7 @@ rule influence_removal:
     output:
         "results/influence/{study}/removal.csv",
     params:
-        study=lambda wc: STUDIES[wc.study],
+        study=lambda wc: model_settings(wc.study),
         binarization=lambda wc: study_binarization(wc.study),
         removal=lambda wc: INFLUENCE["removal"][wc.study],
         device=config["device"],
@@ -121,7 +121,7 @@ rule influence_tables:
                         subcategory="Tables")
            for name, path in INFLUENCE_TABLES.items()},
     params:
-        studies=STUDIES,
+        studies=list(STUDIES),
         removal=list(INFLUENCE["removal"]),
         consistency=INFLUENCE["consistency"],
         last_layer=INFLUENCE["last_layer"],
@@ -161,7 +161,7 @@ rule influence_figures:
         most_memorized=report(GRID_FIGURES, caption="../report/influence_fig_most_memorized.rst",
                               category="Memorization and influence", subcategory="Figures"),
     params:
-        studies=STUDIES,
+        studies={name: {"dataset": s["dataset"]} for name, s in STUDIES.items()},
         figures=INFLUENCE["figures"],
     log:
         "results/logs/influence_figures.log",

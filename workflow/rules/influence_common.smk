@@ -1,10 +1,10 @@
-# Helpers of workflow/rules/influence.smk (included by it): the validated `memorization` config, each study's
+# Helpers of workflow/rules/influence.smk (included by it): the validated `influence` config, each study's
 # shards and inputs, and the files the tables and figures read. Included after lut.smk and retrieval.smk: studies
-# on embeddings use the memory study's backbones, studies on bits the LUT study's binarization.
+# on embeddings use the retrieval study's backbones, studies on bits the LUT study's binarization.
 
 from memgen.influence.estimator import shard_path, shard_ranges
 
-validate(config["influence"], schema="../schemas/influence.schema.yaml")
+validate(config["influence"], schema="../schemas/influence.schema.yaml")   # fills the schema's defaults
 INFLUENCE = config["influence"]
 STUDIES = INFLUENCE["studies"]
 INFLUENCE_GPU = 1 if str(config["device"]).startswith("cuda") else 0
@@ -13,10 +13,7 @@ INFLUENCE_GPU = 1 if str(config["device"]).startswith("cuda") else 0
 def _check_studies():
     where = "influence.studies"
     for name, study in STUDIES.items():
-        study.setdefault("features", "pixels")
-        study.setdefault("settings", {})
-        study.setdefault("models_per_call", None)
-        study.setdefault("seed", config["seed"])
+        study.setdefault("seed", config["seed"])   # the one default a schema cannot state: another key's value
         dataset, split = study["dataset"], study["split"]
         if dataset not in DATASETS:
             raise ValueError(f"{where}.{name}: dataset '{dataset}' is not under datasets: in the config")
@@ -53,9 +50,14 @@ def study_shards(name):
 
 
 def model_settings(name):
-    """What determines a study's models (not t, shard_size or models_per_call): a shard job's params, so that
-    raising t or regrouping the work never reruns a finished shard."""
+    """What determines a study's models (not t, shard_size or models_per_call): the params of its shard and
+    removal jobs, so that raising t or regrouping the work never reruns a finished shard."""
     return {k: v for k, v in STUDIES[name].items() if k not in ("t", "shard_size", "models_per_call")}
+
+
+def estimate_settings(name):
+    """What determines a study's estimates: its models and their number t (the shards are inputs)."""
+    return {**model_settings(name), "t": STUDIES[name]["t"]}
 
 
 def study_inputs(wc):

@@ -15,7 +15,7 @@ rule lut_table1:
     output:
         "results/lut/table1/{dataset}/{method}.csv",
     wildcard_constraints:
-        method="|".join(TABLE1_JOBS),
+        method="|".join(TABLE1_METHODS),
     params:
         binarization=lambda wc: lut_binarization(wc.dataset),
         settings=lut_settings,

@@ -3,7 +3,7 @@
 import re
 
 from memgen.bits import CODING_PATTERN, coding_name
-from memgen.lut.stages import SEEDED, TABLE1_JOBS
+from memgen.lut.stages import TABLE1_METHODS
 
 validate(config["lut"], schema="../schemas/lut.schema.yaml")
 LUT = config["lut"]
@@ -80,7 +80,7 @@ def lut_settings(wildcards):
     """The Table 1 settings one method uses (only those, so that changing another method's reruns nothing here)."""
     d, m = wildcards.dataset, wildcards.method
     s = {"max_train": LUT["table1"]["max_train"].get(d, {}).get(m), "coding": lut_coding(d)}
-    if m in SEEDED:
+    if TABLE1_METHODS[m].seeded:
         s["seeds"] = LUT["seeds"]
     if m == "memorization":
         s.update(memorization_k=LUT["table1"]["k"][d], width=LUT["width"], depth=LUT["depth"])

@@ -1,6 +1,7 @@
 # Included last: every other rules file has registered its report section and benchmarks by now.
 
 REPORT_SECTIONS["runtime"] = {"runtimes": "results/tables/runtimes.csv"}
+REPORT_TEMPLATES = [str(ROOT / "reports" / f"{section}.ipynb") for section in REPORT_SECTIONS]
 
 
 rule runtime_table:
@@ -26,8 +27,8 @@ rule runtime_table:
 rule render_report:
     """Execute each section's notebook (reports/<section>.ipynb) with papermill; join them into one HTML page."""
     input:
-        templates=[str(ROOT / "reports" / f"{section}.ipynb") for section in REPORT_SECTIONS],
-        code=script_code("render_report"),
+        templates=REPORT_TEMPLATES,
+        code=script_code("render_report", notebooks=REPORT_TEMPLATES),
         **report_inputs(),
     output:
         html="results/report/study.html",

@@ -17,7 +17,7 @@ rule train_backbone:
         checkpoint="results/retrieval/{dataset}/{split}/backbone.pt",
         metrics="results/retrieval/{dataset}/{split}/backbone.json",
     params:
-        settings=lambda wc: backbone_settings(wc.dataset),
+        settings=lambda wc: backbone_settings(wc.dataset, wc.split),
         seed=config["seed"],
         device=config["device"],
         # Not an output: Snakemake deletes a failed job's outputs, and this file must outlive the failure.
@@ -102,7 +102,7 @@ rule neighbor_transformer:
     wildcard_constraints:
         variant="ce|query_drop|aux",
     params:
-        settings=TRANSFORMER,
+        settings=transformer_settings(),
         seed=config["seed"],
         device=config["device"],
     log:

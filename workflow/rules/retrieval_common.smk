@@ -1,13 +1,9 @@
-# Helpers of workflow/rules/retrieval.smk (included by it): the validated `memory` config, the (dataset, split)
+# Helpers of workflow/rules/retrieval.smk (included by it): the validated `retrieval` config, the (dataset, split)
 # pairs it runs, and the files they write.
 
-from memgen.train import RECIPE_DEFAULTS
-
-validate(config["retrieval"], schema="../schemas/retrieval.schema.yaml")
+validate(config["retrieval"], schema="../schemas/retrieval.schema.yaml")   # fills the schema's defaults
 RETRIEVAL = config["retrieval"]
-BACKBONE_DEFAULTS = {**RECIPE_DEFAULTS, "flip": True, "split_epochs": {}}
-TRANSFORMER = {"k": 10, "d_model": 128, "heads": 4, "layers": 2, "epochs": 10, "batch_size": 256, "lr": 1e-3,
-               "variants": ["ce", "query_drop"], **RETRIEVAL.get("transformer", {})}
+TRANSFORMER = RETRIEVAL["transformer"]
 # GPU rules ask for a GPU only when the study runs on CUDA (device: cuda*, or auto on a machine with one).
 RETRIEVAL_GPU = 1 if str(config["device"]).startswith("cuda") else 0
 
@@ -27,14 +23,23 @@ def _memory_pairs():
 
 
 RETRIEVAL_PAIRS = _memory_pairs()
-_tsplits = RETRIEVAL.get("transformer", {}).get("splits")
+_tsplits = TRANSFORMER.get("splits")
 TRANSFORMER_PAIRS = [p for p in RETRIEVAL_PAIRS if _tsplits is None or p[1] in _tsplits.get(p[0], [])]
 if max(TRANSFORMER["k"], RETRIEVAL["gate_k"]) > max(RETRIEVAL["k"]):
     raise ValueError("retrieval.transformer.k and retrieval.gate_k must not exceed max(retrieval.k)")
 
 
-def backbone_settings(dataset):
-    return {**BACKBONE_DEFAULTS, **RETRIEVAL["backbone"][dataset]}
+def backbone_settings(dataset, split):
+    """The recipe of one backbone with its split's epochs resolved (``split_epochs[split]``, else ``epochs``):
+    a train_backbone job's params, so that changing one split's epochs reruns that split's backbone only."""
+    settings = dict(RETRIEVAL["backbone"][dataset])
+    split_epochs = settings.pop("split_epochs")
+    return {**settings, "epochs": split_epochs.get(split, settings["epochs"])}
+
+
+def transformer_settings():
+    """What determines one Transformer job (not the variant list or the splits that get one)."""
+    return {k: v for k, v in TRANSFORMER.items() if k not in ("variants", "splits")}
 
 
 def mem_dir(wc):

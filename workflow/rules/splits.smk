@@ -7,7 +7,7 @@ rule make_split:
         "results/splits/{dataset}/{split}.npz",
     params:
         seed=config["seed"],
-        settings=config["splits"],
+        settings=lambda wc: split_settings(wc.split),
     log:
         "results/logs/make_split/{dataset}/{split}.log",
     benchmark:

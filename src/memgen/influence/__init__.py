@@ -1,0 +1,19 @@
+"""The influence study: Feldman & Zhang's (2020) subsampling estimator of per-example memorization and influence,
+for every model family (MLP, linear probe, k-NN, LUT network, convolutional network), with the removal
+experiment and the consistency of two estimates.
+
+* :mod:`memgen.influence.estimator` -- the estimator: :class:`ShardSpec` (a study's subsets and seeds),
+  :func:`run_shard` (train a range of models, one shard file), :func:`estimate` (mem, influence, convergence
+  from the shards) and the experiment helpers (removal, consistency, histograms);
+* :mod:`memgen.influence.learners` -- the learning algorithms behind one protocol, by config name
+  (:data:`LEARNERS`, by :func:`register_learner`);
+* :mod:`memgen.influence.stages` -- the workflow stages the rule scripts call (a study's task and its
+  :data:`memgen.influence.stages.FEATURES`, shard, estimate, removal);
+* :mod:`memgen.influence.tables` / :mod:`memgen.influence.figures` -- the report's tables and figures.
+"""
+
+from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard, shard_ranges
+from memgen.influence.learners import LEARNERS, Learner, Outputs, register_learner
+
+__all__ = ["LEARNERS", "Learner", "Outputs", "ShardSpec", "estimate", "register_learner", "removal_experiment",
+           "run_shard", "shard_ranges"]

@@ -10,9 +10,9 @@ Workflow
    writes one npz: subset masks, 0/1 correctness and the true-class probability and margin on every
    training and test example (``models_{start:06d}-{stop:06d}.npz``: ``meta`` json, ``model_ids``,
    ``model_seeds``, ``masks``/``correct_*`` as packed bits, ``prob_*``/``margin_*`` as float16).
-   :func:`ensure_shards` runs only the shards that are missing or invalid (resume; raising ``t``
-   reuses every shard already done); a workflow rule can call :func:`run_shard` per shard of
-   :func:`shard_ranges` and :func:`estimate` on the list of shard files.
+   The workflow runs one :func:`run_shard` job per range of :func:`shard_ranges` and :func:`estimate` on
+   the list of shard files (Snakemake resumes an interrupted study and, when ``t`` grows, trains only the
+   new shards).
 3. :func:`estimate` streams the shards once: per training example ``i``
    ``mem_i = P[correct on i | i in subset] - P[correct on i | i not in subset]`` with its standard
    error, the held-out accuracy ``P[correct on i | i not in subset]`` (the C-score at this ratio),
@@ -32,12 +32,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,7 +45,6 @@ from memgen.runtime import atomic_path, progress
 
 FORMAT_VERSION = 1
 SCORE_KINDS = ("correct", "prob", "margin")
-SHARD_PATTERN = re.compile(r"^models_(\d+)-(\d+)\.npz$")
 
 
 class ShardError(RuntimeError):
@@ -213,11 +210,6 @@ def _to_f16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(x, dtype=np.float32), -6e4, 6e4).astype(np.float16)
 
 
-def read_shard_meta(path: str | os.PathLike) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["meta"]))
-
-
 def check_shard(path: str | os.PathLike, spec: ShardSpec | None = None, deep: bool = True) -> dict:
     """Return the shard's meta if it is readable, complete and (when given) belongs to ``spec``; else raise.
 
@@ -258,26 +250,6 @@ def check_shard(path: str | os.PathLike, spec: ShardSpec | None = None, deep: bo
     return meta
 
 
-def _scan(directory: str | os.PathLike, spec: ShardSpec | None) -> tuple[list[tuple[int, int, Path]], ShardSpec]:
-    """Valid shards in ``directory`` (sorted by range) and the spec they share."""
-    found = []
-    for p in sorted(Path(directory).glob("models_*-*.npz")):
-        if not SHARD_PATTERN.match(p.name):
-            continue
-        try:
-            meta = check_shard(p, spec, deep=spec is not None)
-        except ShardError as err:
-            warnings.warn(f"ignoring {err}", stacklevel=3)
-            continue
-        s = ShardSpec.from_meta(meta)
-        if spec is None:
-            spec = s
-        elif s != spec:
-            raise ShardError(f"{directory} holds shards of several studies ({spec} and {s}); pass spec= to choose")
-        found.append((int(meta["start"]), int(meta["stop"]), p))
-    return found, spec
-
-
 def _cover(found: list[tuple[int, int, Path]], t: int):
     """Greedy cover of models ``0..t-1``: segments (path, row_lo, row_hi, first_model) and missing ranges."""
     segments, missing = [], []
@@ -299,70 +271,35 @@ def _cover(found: list[tuple[int, int, Path]], t: int):
     return segments, missing
 
 
-def missing_ranges(directory: str | os.PathLike, spec: ShardSpec, t: int) -> list[tuple[int, int]]:
-    """Model ranges in ``0..t-1`` that no valid shard of ``spec`` in ``directory`` covers."""
-    found, _ = _scan(directory, spec) if Path(directory).exists() else ([], spec)
-    return _cover(found, t)[1]
-
-
-def plan_shards(directory: str | os.PathLike, spec: ShardSpec, t: int, shard_size: int) -> list[tuple[int, int]]:
-    """Shards still to run: the missing ranges cut on the grid of multiples of ``shard_size``."""
-    todo = []
-    for a, b in missing_ranges(directory, spec, t):
-        pos = a
-        while pos < b:
-            nxt = min(b, (pos // shard_size + 1) * shard_size)
-            todo.append((pos, nxt))
-            pos = nxt
-    return todo
-
-
-def ensure_shards(learner, spec: ShardSpec, directory: str | os.PathLike, t: int, shard_size: int,
-                  models_per_call: int | None = None, show_progress: bool = True) -> list[tuple[int, int]]:
-    """Run every shard of models ``0..t-1`` that is missing or invalid; return the ranges it ran.
-
-    An interrupted run resumes (finished shards are kept; a half-written one never exists because
-    shards are written atomically); raising ``t`` only trains the new models.
-    """
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    todo = plan_shards(directory, spec, t, shard_size)
-    for a, b in progress(todo, desc="shards", disable=not show_progress or not todo):
-        run_shard(learner, spec, a, b, shard_path(directory, a, b), models_per_call=models_per_call)
-    return todo
-
-
-def collect_shards(source, spec: ShardSpec | None = None, t: int | None = None):
+def collect_shards(paths: Sequence, spec: ShardSpec | None = None, t: int | None = None):
     """Segments ``(path, row_lo, row_hi, first_model)`` covering models ``0..t-1`` and the spec.
 
-    ``source`` is a shard directory or a list of shard paths.  ``t=None`` takes the largest ``t``
-    covered without a gap.  A gap raises :class:`ShardError` naming the missing models.
+    ``paths`` are shard files (each checked with :func:`check_shard`; all must share one spec, ``spec``
+    when given).  ``t=None`` takes the largest ``t`` covered without a gap.  A gap raises
+    :class:`ShardError` naming the missing models.
     """
-    if isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_dir():
-            raise ShardError(f"shard directory {source} does not exist; run the shards first")
-        found, spec = _scan(source, spec)
-    else:
-        found = []
-        for p in source:
-            meta = check_shard(p, spec, deep=spec is not None)
-            s = ShardSpec.from_meta(meta)
-            if spec is None:
-                spec = s
-            elif s != spec:
-                raise ShardError(f"shard {p} belongs to another study than the other shards ({s} vs {spec})")
-            found.append((int(meta["start"]), int(meta["stop"]), Path(p)))
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError(f"pass the list of shard files, not {paths}")
+    found = []
+    for p in paths:
+        meta = check_shard(p, spec, deep=spec is not None)
+        s = ShardSpec.from_meta(meta)
+        if spec is None:
+            spec = s
+        elif s != spec:
+            raise ShardError(f"shard {p} belongs to another study than the other shards ({s} vs {spec})")
+        found.append((int(meta["start"]), int(meta["stop"]), Path(p)))
     if not found:
-        raise ShardError(f"no valid shard found in {source}; run the shards first (memgen.influence.estimator.collect_shards "
-                         f"or the workflow's shard rule)")
+        raise ShardError("no shard given; run the study's shards first (the workflow's influence_shard rule)")
     if t is None:
         _, missing = _cover(found, max(b for _, b, _ in found))
         t = missing[0][0] if missing else max(b for _, b, _ in found)
         if t == 0:
-            raise ShardError(f"no shard of {source} starts at model 0; run the shard with models 0..")
+            raise ShardError("no shard starts at model 0; run the shard with models 0..")
     segments, missing = _cover(found, t)
     if missing:
-        raise ShardError(f"models {', '.join(f'{a}..{b - 1}' for a, b in missing)} of t={t} have no valid shard in "
-                         f"{source}; run them (ensure_shards / the shard rule) or lower t")
+        raise ShardError(f"models {', '.join(f'{a}..{b - 1}' for a, b in missing)} of t={t} have no shard; "
+                         f"run them (the influence_shard rule) or lower t")
     return segments, spec, t
 
 
@@ -562,7 +499,7 @@ def _default_checkpoints(t: int) -> list[int]:
     return sorted(set(ts + [t]))
 
 
-def estimate(source, spec: ShardSpec | None = None, *, t: int | None = None,
+def estimate(paths: Sequence, spec: ShardSpec | None = None, *, t: int | None = None,
              kinds: Sequence[str] = SCORE_KINDS, influence: bool = True, infl_score: str = "correct",
              infl_threshold: float = 0.15, mem_threshold: float = 0.25, top_k: int = 4,
              checkpoints: Sequence[int] | None = None, block_size: int = 1024, device: str = "cpu",
@@ -592,7 +529,7 @@ def estimate(source, spec: ShardSpec | None = None, *, t: int | None = None,
             raise ValueError(f"unknown score kind '{kind}'; use one of {SCORE_KINDS}")
     if infl_score not in SCORE_KINDS:
         raise ValueError(f"unknown influence score '{infl_score}'; use one of {SCORE_KINDS}")
-    segments, spec, t = collect_shards(source, spec, t)
+    segments, spec, t = collect_shards(paths, spec, t)
     n, n_test = spec.n_train, spec.n_test
     if y_train is not None and y_test is not None and spec.labels and labels_digest(y_train, y_test) != spec.labels:
         raise ValueError("y_train/y_test differ from the labels the shards were trained on; pass the task's labels")
@@ -772,43 +709,6 @@ def influence_blocks(masks: np.ndarray, scores: np.ndarray, mem: np.ndarray | No
     return pairs, top_i.T.cpu().numpy(), top_v.T.cpu().numpy(), top_s.T.cpu().numpy()
 
 
-def influence_dense(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reference: the full ``[n, n_test]`` influence matrix and its standard errors (small cases only)."""
-    M = masks.astype(np.float64)
-    S = scores.astype(np.float64)
-    k_in = M.sum(0)[:, None]
-    k_out = len(M) - k_in
-    s_in, q_in = M.T @ S, M.T @ (S * S)
-    s_out, q_out = S.sum(0) - s_in, (S * S).sum(0) - q_in
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mi, mo = s_in / k_in, s_out / k_out
-        var_in = np.maximum(q_in - k_in * mi ** 2, 0) / (k_in - 1)
-        var_out = np.maximum(q_out - k_out * mo ** 2, 0) / (k_out - 1)
-        return mi - mo, np.sqrt(var_in / k_in + var_out / k_out)
-
-
-def influence_at(source, train_pos, test_pos, spec: ShardSpec | None = None, t: int | None = None,
-                 score: str = "correct") -> np.ndarray:
-    """Influence of specific pairs ``(train_pos[p], test_pos[p])`` straight from the shards.
-
-    Used to compare two estimates on pairs that only one of them kept (``D_infl``).
-    """
-    train_pos, test_pos = np.asarray(train_pos, np.int64), np.asarray(test_pos, np.int64)
-    segments, spec, t = collect_shards(source, spec, t)
-    s_in = np.zeros(len(train_pos))
-    s_all = np.zeros(len(train_pos))
-    k_in = np.zeros(len(train_pos))
-    for path, lo, hi, _ in segments:
-        rows = _read_rows(path, lo, hi, spec, ["masks", f"{score}_test"])
-        m = rows["masks"][:, train_pos]
-        s = rows[f"{score}_test"][:, test_pos].astype(np.float64)
-        s_in += (m * s).sum(0)
-        s_all += s.sum(0)
-        k_in += m.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return s_in / k_in - (s_all - s_in) / (t - k_in)
-
-
 # --- experiment helpers ---------------------------------------------------------------------------
 
 def mem_histogram(mem: np.ndarray, bins: int | Sequence[float] = 20, value_range=(-1.0, 1.0)) -> pd.DataFrame:
@@ -881,16 +781,14 @@ def consistency_mem(mem_a: np.ndarray, mem_b: np.ndarray, thetas: Sequence[float
     return pd.DataFrame(rows)
 
 
-def consistency_infl(pairs_a: pd.DataFrame, pairs_b: pd.DataFrame, thetas: Sequence[float], mem_theta: float = 0.25,
-                     lookup_a: Callable | None = None, lookup_b: Callable | None = None) -> pd.DataFrame:
-    """Figure 7 (bottom): ``J_infl(theta)`` and ``D_infl(theta)`` between two estimates' pair sets
-    ``{(i, j): infl >= theta, mem_i >= mem_theta}``.
+def consistency_infl(pairs_a: pd.DataFrame, pairs_b: pd.DataFrame, thetas: Sequence[float],
+                     mem_theta: float = 0.25) -> pd.DataFrame:
+    """Figure 7 (bottom): ``J_infl(theta)`` (Jaccard similarity of the two estimates' pair sets
+    ``{(i, j): infl >= theta, mem_i >= mem_theta}``) and ``D_infl_common(theta)``, the mean absolute
+    difference of the two influence estimates over the pairs both sets hold (the stored pairs carry
+    only their own estimate's influence).
 
     The stored pairs are complete only for ``theta`` at or above the threshold they were kept at.
-    ``D_infl`` needs both estimates on every pair of the union: ``lookup_a(train_pos, test_pos)``
-    (e.g. ``functools.partial(influence_at, shard_dir_a)``) supplies estimate A's influence on
-    pairs only B kept; without the lookups ``D_infl`` is averaged over the intersection only and
-    reported as ``D_infl_common``.
     """
     def key(df):
         return df["train_pos"].to_numpy(np.int64), df["test_pos"].to_numpy(np.int64)
@@ -911,17 +809,6 @@ def consistency_infl(pairs_a: pd.DataFrame, pairs_b: pd.DataFrame, thetas: Seque
         both = merged["_merge"] == "both"
         row["D_infl_common"] = float(np.mean(np.abs(merged.loc[both, "infl_a"] - merged.loc[both, "infl_b"]))) \
             if both.any() else np.nan
-        if lookup_a is not None and lookup_b is not None and n_union:
-            ia = merged["infl_a"].to_numpy(float).copy()
-            ib = merged["infl_b"].to_numpy(float).copy()
-            miss_a, miss_b = np.isnan(ia), np.isnan(ib)
-            if miss_a.any():
-                ia[miss_a] = lookup_a(merged["train_pos"].to_numpy()[miss_a], merged["test_pos"].to_numpy()[miss_a])
-            if miss_b.any():
-                ib[miss_b] = lookup_b(merged["train_pos"].to_numpy()[miss_b], merged["test_pos"].to_numpy()[miss_b])
-            row["D_infl"] = float(np.mean(np.abs(ia - ib)))
-        else:
-            row["D_infl"] = np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,5 +1,5 @@
-"""Figures of the memorization report section, from the tables and exports of
-:mod:`memgen.influence.stages`: histograms, the most memorized examples (document Figure 1),
+"""Figures of the influence report section, from the tables of :mod:`memgen.influence.tables` and the
+exports of :mod:`memgen.influence.stages`: histograms, the most memorized examples (document Figure 1),
 removal (Figure 2), high-influence pairs (Figure 4), consistency (Figure 7) and convergence in ``t``."""
 
 from __future__ import annotations

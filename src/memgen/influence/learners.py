@@ -5,7 +5,8 @@ A learner is built once on a task (training and test examples with their labels)
 with the given training seeds and reports, for every model, on every training and test example:
 0/1 correctness, the probability of the true class and the margin (true-class score minus the best
 other score).  The estimator (:mod:`memgen.influence.estimator`) needs nothing else, so every learner
-(MLP, linear probe, k-NN, LUT network, convolutional network, synthetic) plugs into the same shards.
+(MLP, linear probe, k-NN, LUT network, convolutional network; :data:`LEARNERS` by config name) plugs into
+the same shards.
 
 Several models train at once where that pays (batched matrix products over models); the MLP and
 the linear probe keep a one-model-at-a-time ``mode="reference"`` implementation of the same
@@ -80,6 +81,22 @@ class Learner(Protocol):
     def fit_predict(self, subsets: Sequence[np.ndarray], seeds: Sequence[int]) -> Outputs:
         """Train one model per subset (training positions) and seed; evaluate on all train/test examples."""
         ...
+
+
+# The learners a study can name (config ``influence.studies.<name>.learner``), by name.
+LEARNERS: dict[str, type] = {}
+
+
+def register_learner(name: str):
+    """Class decorator: the learner ``name`` of the config. The class builds itself from a study's task and
+    ``settings`` (the config entry, validated by workflow/schemas/influence.schema.yaml) with
+    ``from_settings(x_train, y_train, x_test, y_test, settings, *, n_classes, device, show_progress)``."""
+    def register(cls):
+        if name in LEARNERS:
+            raise ValueError(f"learner '{name}' is registered twice ({LEARNERS[name].__name__}, {cls.__name__})")
+        LEARNERS[name] = cls
+        return cls
+    return register
 
 
 def scores_from_logits(logits, y):
@@ -172,6 +189,7 @@ def epoch_orders(seed: int, m: int, epochs: int) -> np.ndarray:
     return np.stack([rng.permutation(m) for _ in range(epochs)]) if epochs else np.zeros((0, m), np.int64)
 
 
+@register_learner("mlp")
 class MLPLearner:
     """Fully connected ReLU network trained with SGD + momentum on cross-entropy (the authors' MNIST
     demo: 784-512-256-10, lr 0.1, momentum 0.9, batch 128, 10 epochs).
@@ -187,6 +205,12 @@ class MLPLearner:
     threads, so that each thread runs whole matrix products of its own model (no synchronisation
     inside the small products, which stalls when other processes share the cores).
     """
+
+    @classmethod
+    def from_settings(cls, x_train, y_train, x_test, y_test, settings: dict, *, n_classes: int, device: str,
+                      show_progress: bool):
+        return cls(x_train, y_train, x_test, y_test, **settings, n_classes=n_classes, device=device,
+                   show_progress=show_progress)
 
     def __init__(self, x_train, y_train, x_test, y_test, hidden: Sequence[int] = (512, 256), epochs: int = 10,
                  lr: float = 0.1, momentum: float = 0.9, batch_size: int = 128, n_classes: int | None = None,
@@ -350,6 +374,7 @@ class MLPLearner:
 
 # --- linear probe ---------------------------------------------------------------------------------
 
+@register_learner("linear")
 class LinearProbe:
     """Softmax regression (one linear layer) on fixed features, trained with minibatch SGD + momentum
     and L2 weight decay from zero initialisation.
@@ -366,6 +391,12 @@ class LinearProbe:
     ``standardize`` scales features with the mean/std of all training features (label-free; shared
     by all models).
     """
+
+    @classmethod
+    def from_settings(cls, x_train, y_train, x_test, y_test, settings: dict, *, n_classes: int, device: str,
+                      show_progress: bool):
+        return cls(x_train, y_train, x_test, y_test, **settings, n_classes=n_classes, device=device,
+                   show_progress=show_progress)
 
     def __init__(self, x_train, y_train, x_test, y_test, epochs: int = 10, batch_size: int | None = 256,
                  lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4, order_seed: int = 0,
@@ -516,6 +547,7 @@ def knn_vote(labels: np.ndarray, y: np.ndarray, k: int):
     return pred, pred == y, (votes_true / k).astype(np.float32), ((votes_true - votes_other) / k).astype(np.float32)
 
 
+@register_learner("knn")
 class KNNLearner:
     """k-nearest-neighbour classifier (majority vote of the ``k`` nearest in-subset training examples;
     a training example is its own nearest neighbour when it is in the subset: that is memorization).
@@ -526,6 +558,11 @@ class KNNLearner:
     exact search over that subset, so the result equals brute-force k-NN on the subset.  Models are a
     deterministic function of the subset (seeds unused).
     """
+
+    @classmethod
+    def from_settings(cls, x_train, y_train, x_test, y_test, settings: dict, *, n_classes: int, device: str,
+                      show_progress: bool):
+        return cls(x_train, y_train, x_test, y_test, **settings, device=resolve_device(device))
 
     def __init__(self, x_train, y_train, x_test, y_test, k: int = 1, candidates: int | None = None,
                  metric: str = "l2", device: str = "cpu", parallel: int = 16, scale_uint8: bool = True):
@@ -580,15 +617,23 @@ class KNNLearner:
 
 # --- LUT network (binary tasks) -------------------------------------------------------------------
 
+@register_learner("lut")
 class LUTLearner:
     """Adapter for :class:`memgen.lut.LUTNetwork` (networks of ``k``-input lookup tables, binary 0/1
-    tasks, 0/1 input bits from :func:`memgen.bits.binarize`).  Model ``q`` is
-    ``LUTNetwork(k, widths, seed=seeds[q]).fit(bits_train[subset], y_train[subset])``, one at a time
-    (the network's own kernels are vectorised over LUTs).  The network outputs hard labels, so the
+    tasks, 0/1 input bits from :func:`memgen.bits.binarize`).  Model ``q`` is ``LUTNetwork(k, (width,) *
+    depth, seed=seeds[q]).fit(bits_train[subset], y_train[subset])``, one at a time (the network's own kernels
+    are vectorised over LUTs).  The network outputs hard labels, so the
     reported probability is the 0/1 outcome and the margin is +1/-1 (no variance reduction there).
     """
 
-    def __init__(self, bits_train, y_train, bits_test, y_test, k: int = 8, widths=(1024,) * 5,
+    @classmethod
+    def from_settings(cls, bits_train, y_train, bits_test, y_test, settings: dict, *, n_classes: int, device: str,
+                      show_progress: bool):
+        from memgen.runtime import quick_device
+
+        return cls(bits_train, y_train, bits_test, y_test, **settings, device=quick_device(device))
+
+    def __init__(self, bits_train, y_train, bits_test, y_test, k: int = 8, width: int = 1024, depth: int = 5,
                  device: str = "cpu", threads: int | None = None):
         from memgen.lut.network import check_bits, check_labels
 
@@ -599,7 +644,7 @@ class LUTLearner:
         self.bits_train, self.bits_test = check_bits(bits_train), check_bits(bits_test, np.shape(bits_train)[1])
         self.bits_all = np.concatenate([self.bits_train, self.bits_test])
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
-        self.k, self.widths, self.device, self.threads = int(k), tuple(int(w) for w in widths), device, threads
+        self.k, self.widths, self.device, self.threads = int(k), (int(width),) * int(depth), device, threads
         self.name = f"lut_k{self.k}_w{'-'.join(map(str, self.widths))}"
 
     def fit_predict(self, subsets, seeds) -> Outputs:
@@ -621,25 +666,34 @@ class LUTLearner:
 
 # --- convolutional network (the full-network case) -------------------------------------------------
 
+@register_learner("net")
 class NetLearner:
     """A network of :mod:`memgen.nets` (e.g. ResNet-20) trained from scratch on each subset with
     :func:`memgen.train.train_classifier`, on uint8 images ``[N, H, W, C]``: the document's full-network
     case, GPU scale.  One model at a time; the model seed fixes initialisation, batch order and
-    augmentation, so a model is a pure function of (subset, seed).  ``settings`` are the backbone keys
-    of the memory config (arch, epochs and :data:`memgen.train.RECIPE_DEFAULTS`'s keys, flip)."""
+    augmentation, so a model is a pure function of (subset, seed).  ``settings`` is a training recipe: ``arch``
+    and every key of :data:`memgen.train.RECIPE_KEYS` (the study's config entry, whose schema fills the
+    defaults)."""
+
+    @classmethod
+    def from_settings(cls, x_train, y_train, x_test, y_test, settings: dict, *, n_classes: int, device: str,
+                      show_progress: bool):
+        return cls(x_train, y_train, x_test, y_test, settings, n_classes=n_classes, device=device,
+                   show_progress=show_progress)
 
     def __init__(self, x_train, y_train, x_test, y_test, settings: dict, n_classes: int | None = None,
                  device: str = "auto", show_progress: bool = False):
         from memgen.data import check_images
-        from memgen.train import RECIPE_DEFAULTS
+        from memgen.train import recipe_kwargs
 
         self.y_train, self.y_test = _check_task(x_train, y_train, x_test, y_test)
         self.x_train, self.x_test = check_images(x_train), check_images(x_test)
         self.n_train, self.n_test = len(self.y_train), len(self.y_test)
         self.n_classes = int(n_classes or (max(self.y_train.max(initial=0), self.y_test.max(initial=0)) + 1))
-        self.settings = {**RECIPE_DEFAULTS, **settings}
-        if "arch" not in self.settings or "epochs" not in self.settings:
-            raise ValueError("NetLearner settings need 'arch' and 'epochs' (as a retrieval.backbone entry)")
+        if "arch" not in settings:
+            raise ValueError("NetLearner settings need 'arch' (a network of memgen.nets)")
+        self.settings = dict(settings)
+        self.recipe = recipe_kwargs(self.settings)
         self.device = resolve_device(device)
         self.show_progress = show_progress
         s = self.settings
@@ -671,10 +725,10 @@ class NetLearner:
         import torch
 
         from memgen.runtime import seed_everything
-        from memgen.train import predict_logits, recipe_kwargs, train_classifier
+        from memgen.train import predict_logits, train_classifier
 
         subsets, seeds = _check_subsets(subsets, seeds, self.n_train)
-        s, n = self.settings, self.n_train
+        n = self.n_train
         out = Outputs.empty(len(subsets), n, self.n_test)
         x_all = np.concatenate([self.x_train, self.x_test])
         y_all = torch.from_numpy(np.concatenate([self.y_train, self.y_test]))
@@ -687,7 +741,7 @@ class NetLearner:
                 continue
             seed_everything(seeds[q])
             model = self._build()
-            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **recipe_kwargs(s),
+            train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **self.recipe,
                              device=self.device, seed=seeds[q], show_progress=False,
                              resume_path=self.checkpoint_dir / f"training_{key}.pt" if key else None,
                              checkpoint_every_s=self.checkpoint_every_s)
@@ -697,58 +751,4 @@ class NetLearner:
             if finished:
                 save_npz(finished, compress=False, **{f: getattr(result, f) for f in Outputs.__dataclass_fields__})
             out.put([q], result)
-        return out
-
-
-# --- synthetic learner with known memorization and influence ---------------------------------------
-
-class SyntheticLearner:
-    """A 'learner' whose correctness probabilities are set by hand, for tests and benchmarks.
-
-    Model with subset ``S`` and seed ``s`` is correct on training example ``i`` with probability
-    ``p_in[i]`` if ``i in S`` else ``p_out[i]`` (true mem = ``p_in - p_out``), and on test example
-    ``j`` with probability ``clip(p_test[j] + sum_{(i, j, d) in effects, i in S} d)`` (true influence
-    ``d`` while unclipped).  The reported true-class probability is a Beta draw with mean equal to
-    that probability (concentration ``kappa``; lower variance than the 0/1 outcome), the margin its
-    logit.  Draws come from ``numpy.random.default_rng(s)``.
-    """
-
-    name = "synthetic"
-
-    def __init__(self, p_in, p_out, p_test, effects=None, kappa: float = 20.0, y_train=None, y_test=None):
-        self.p_in, self.p_out = np.asarray(p_in, float), np.asarray(p_out, float)
-        self.p_test = np.asarray(p_test, float)
-        self.n_train, self.n_test = len(self.p_in), len(self.p_test)
-        self.y_train = np.zeros(self.n_train, np.int64) if y_train is None else np.asarray(y_train, np.int64)
-        self.y_test = np.zeros(self.n_test, np.int64) if y_test is None else np.asarray(y_test, np.int64)
-        eff = np.zeros((0, 3)) if effects is None else np.asarray(effects, float).reshape(-1, 3)
-        self.eff_i, self.eff_j, self.eff_d = eff[:, 0].astype(np.int64), eff[:, 1].astype(np.int64), eff[:, 2]
-        self.kappa = float(kappa)
-
-    def probabilities(self, subset) -> tuple[np.ndarray, np.ndarray]:
-        member = np.zeros(self.n_train, bool)
-        member[subset] = True
-        q_train = np.where(member, self.p_in, self.p_out)
-        q_test = self.p_test.copy()
-        np.add.at(q_test, self.eff_j, self.eff_d * member[self.eff_i])
-        return q_train, np.clip(q_test, 0.0, 1.0)
-
-    def _draw(self, rng, q):
-        correct = rng.random(len(q)) < q
-        qc = np.clip(q, 1e-3, 1 - 1e-3)
-        prob = rng.beta(qc * self.kappa, (1 - qc) * self.kappa)
-        prob = np.where((q <= 0) | (q >= 1), q, prob).astype(np.float32)
-        pc = np.clip(prob, 1e-6, 1 - 1e-6)
-        return correct, prob, np.log(pc / (1 - pc)).astype(np.float32)
-
-    def fit_predict(self, subsets, seeds) -> Outputs:
-        subsets, seeds = _check_subsets(subsets, seeds, self.n_train)
-        out = Outputs.empty(len(subsets), self.n_train, self.n_test)
-        for q, (s, seed) in enumerate(zip(subsets, seeds)):
-            rng = np.random.default_rng(seed)
-            q_train, q_test = self.probabilities(s)
-            c, p, mg = self._draw(rng, q_train)
-            out.correct_train[q], out.prob_train[q], out.margin_train[q] = c, p, mg
-            c, p, mg = self._draw(rng, q_test)
-            out.correct_test[q], out.prob_test[q], out.margin_test[q] = c, p, mg
         return out

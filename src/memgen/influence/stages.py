@@ -1,18 +1,18 @@
-"""Feldman & Zhang's memorization and influence estimator as workflow stages
-(workflow/rules/influence.smk), and the tables and figures of its report section.
+"""Feldman & Zhang's memorization and influence estimator as workflow stages (workflow/rules/influence.smk):
+what the rule scripts call.
 
 A *study* is one learning algorithm on one task, named in the config under ``influence.studies``::
 
     mnist_mlp: {dataset: mnist, split: all, learner: mlp, features: pixels, t: 16, shard_size: 4, seed: 0,
                 settings: {epochs: 10}}
 
-``learner`` is one of :data:`LEARNERS` and ``features`` one of ``pixels`` (the dataset's images),
-``embeddings`` (the memory study's backbone embeddings of the same split: the last-layer experiment)
-or ``bits`` (the LUT study's binarization).  Stages: :func:`shard_stage` trains models
-``start..stop-1`` (one job per shard) -> :func:`estimate_stage` (scores, high-influence pairs,
-convergence) -> :func:`removal_stage`; then :func:`write_tables` and :func:`write_figures` across
-studies.  Positions in the shards are the split's training/test order; exports carry the dataset's
-original indices (``index``).
+``learner`` is a name of :data:`memgen.influence.learners.LEARNERS` and ``features`` one of :data:`FEATURES`:
+``pixels`` (the dataset's images), ``embeddings`` (the retrieval study's backbone embeddings of the same split:
+the last-layer experiment) or ``bits`` (the LUT study's binarization).  Stages: :func:`shard_stage` trains models
+``start..stop-1`` (one job per shard) -> :func:`estimate_stage` (scores, high-influence pairs, convergence) ->
+:func:`removal_stage`; the tables and figures across studies are :mod:`memgen.influence.tables` and
+:mod:`memgen.influence.figures`.  Positions in the shards are the split's training/test order; exports carry the
+dataset's original indices (``index``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memgen.influence import learners as L
 from memgen.data import load_cache
 from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard
+from memgen.influence.learners import LEARNERS
 from memgen.runtime import resolve_device, write_csv, write_json
 from memgen.splits import load_split
 
-LEARNERS = ("mlp", "linear", "knn", "lut", "net")
-FEATURES = ("pixels", "embeddings", "bits")
 MEM_THETA = 0.25
 
 
@@ -47,51 +45,53 @@ class Task:
     class_names: list
 
 
-def load_task(study: dict, cache_path, split_path, embeddings_path=None, binarization: dict | None = None) -> Task:
-    """The study's inputs: images, the backbone's embeddings of the same split, or binarized bits."""
-    sp = load_split(split_path)
-    features = study["features"]
-    if features == "embeddings":
-        if embeddings_path is None:
-            raise ValueError("features 'embeddings' needs the memory study's embeddings of the same split")
-        with np.load(embeddings_path) as e:
-            if not (np.array_equal(e["train_ids"], sp.train_idx) and np.array_equal(e["test_ids"], sp.test_idx)):
-                raise ValueError(f"{embeddings_path} was made from another split than {split_path}; rerun embed")
-            x_train, x_test = e["train_emb"], e["test_emb"]
-    else:
-        ds = load_cache(cache_path)
-        x_train, x_test = ds.x_train[sp.train_idx], ds.x_test[sp.test_idx]
-        if features == "bits":
-            from memgen.bits import binarize
-            from memgen.bits import binarize_args
+def _pixels(sp, cache_path, split_path, embeddings_path, binarization):
+    ds = load_cache(cache_path)
+    return ds.x_train[sp.train_idx], ds.x_test[sp.test_idx]
 
-            if not binarization:
-                raise ValueError("features 'bits' needs the dataset's entry under lut.binarize in the config")
-            args = binarize_args(binarization)
-            x_train, x_test = binarize(x_train, **args), binarize(x_test, **args)
+
+def _embeddings(sp, cache_path, split_path, embeddings_path, binarization):
+    if embeddings_path is None:
+        raise ValueError("features 'embeddings' needs the retrieval study's embeddings of the same split")
+    with np.load(embeddings_path) as e:
+        if not (np.array_equal(e["train_ids"], sp.train_idx) and np.array_equal(e["test_ids"], sp.test_idx)):
+            raise ValueError(f"{embeddings_path} was made from another split than {split_path}; rerun embed")
+        return e["train_emb"], e["test_emb"]
+
+
+def _bits(sp, cache_path, split_path, embeddings_path, binarization):
+    from memgen.bits import binarize, binarize_args
+
+    if not binarization:
+        raise ValueError("features 'bits' needs the dataset's entry under lut.binarize in the config")
+    args = binarize_args(binarization)
+    x_train, x_test = _pixels(sp, cache_path, split_path, embeddings_path, binarization)
+    return binarize(x_train, **args), binarize(x_test, **args)
+
+
+# The inputs a study can learn from (config ``features``): ``(split, cache, split path, embeddings, binarization)
+# -> (x_train, x_test)`` in the split's order.
+FEATURES = {"pixels": _pixels, "embeddings": _embeddings, "bits": _bits}
+
+
+def load_task(study: dict, cache_path, split_path, embeddings_path=None, binarization: dict | None = None) -> Task:
+    """The study's inputs (its :data:`FEATURES` kind) with the split's labels and dataset indices."""
+    features = study["features"]
+    if features not in FEATURES:
+        raise ValueError(f"unknown features '{features}'; use one of {list(FEATURES)}")
+    sp = load_split(split_path)
+    x_train, x_test = FEATURES[features](sp, cache_path, split_path, embeddings_path, binarization)
     return Task(x_train, sp.train_y, x_test, sp.test_y, sp.train_idx, sp.test_idx, list(sp.class_names))
 
 
 def build_learner(study: dict, task: Task, device: str = "auto", show_progress: bool = True):
-    """The study's learner (see :mod:`memgen.influence.learners`) on its task, with the study's ``settings``."""
-    kind, s = study["learner"], dict(study.get("settings") or {})
-    args = (task.x_train, task.y_train, task.x_test, task.y_test)
-    n_classes = len(task.class_names)
-    if kind == "mlp":
-        s["hidden"] = tuple(s.get("hidden", (512, 256)))
-        return L.MLPLearner(*args, n_classes=n_classes, device=device, show_progress=show_progress, **s)
-    if kind == "linear":
-        return L.LinearProbe(*args, n_classes=n_classes, device=device, show_progress=show_progress, **s)
-    if kind == "knn":
-        return L.KNNLearner(*args, device=resolve_device(device), **s)
-    if kind == "lut":
-        k, width, depth = int(s.get("k", 8)), int(s.get("width", 1024)), int(s.get("depth", 5))
-        from memgen.runtime import quick_device
-
-        return L.LUTLearner(*args, k=k, widths=(width,) * depth, device=quick_device(device))
-    if kind == "net":
-        return L.NetLearner(*args, settings=s, n_classes=n_classes, device=device, show_progress=show_progress)
-    raise ValueError(f"unknown learner '{kind}'; use one of {LEARNERS}")
+    """The study's learner (a :data:`memgen.influence.learners.LEARNERS` class) on its task, with its ``settings``."""
+    kind = study["learner"]
+    if kind not in LEARNERS:
+        raise ValueError(f"unknown learner '{kind}'; use one of {list(LEARNERS)}")
+    return LEARNERS[kind].from_settings(task.x_train, task.y_train, task.x_test, task.y_test,
+                                        dict(study.get("settings") or {}), n_classes=len(task.class_names),
+                                        device=device, show_progress=show_progress)
 
 
 # -------------------------------------------------------------------------------------------------- stages

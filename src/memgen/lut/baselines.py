@@ -1,53 +1,29 @@
-"""Table 1 baselines on the same binarized inputs as the LUT networks.
+"""The standard methods of the LUT study's Table 1, on the same binarized inputs as the LUT networks.
 
-Every method is a function ``(x_train, y_train, x_test, y_test, **options) -> {"train_acc", "test_acc", ...}``
-on 0/1 bit arrays ``[N, D]`` (from :func:`memgen.bits.binarize`) and integer labels; :func:`table1` runs a list
-of them and returns one DataFrame row per method. Methods (names as in the paper's Table 1):
+Every method is a function ``(x_train, y_train, x_test, y_test, **options) -> {"train_acc", "test_acc", ...}`` on
+0/1 bit arrays ``[N, D]`` (from :func:`memgen.bits.binarize`) and integer labels; the Table 1 jobs that run them
+(and the memorization network itself) are :data:`memgen.lut.stages.TABLE1_METHODS`.
 
-* ``conv net``: LeNet-style CNN (:class:`memgen.nets.LeNet`) trained by :func:`memgen.train.train_classifier`
+* :func:`conv_net`: LeNet-style CNN (:class:`memgen.nets.LeNet`) trained by :func:`memgen.train.train_classifier`
   on the bits laid out as images (bit planes as channels, values 0/255); it alone sees the pixel layout;
-* ``5-nearest neighbors`` / ``1-nearest neighbor``: exact search (:func:`memgen.knn.search`; L2 on bits is the
-  Hamming distance), majority vote; training accuracy queries the training set itself, so each point is its
-  own nearest neighbour (as in the paper's 1-NN training accuracy of 1.00); :func:`knn_many` gives several k from
-  one search on packed bits (faiss's binary index, :func:`hamming_search`), optionally with training accuracy
-  on a random subset of training points;
-* ``random forest (10 trees)`` / ``(300 trees)``: scikit-learn, seeded;
-* ``memorization (k=..)``: :class:`memgen.lut.LUTNetwork`;
-* ``logistic regression``: scikit-learn, L2, lbfgs;
-* ``naive Bayes``: Bernoulli naive Bayes (the inputs are bits);
-* ``random guess``: uniformly random labels (seeded).
+* :func:`knn_many`: k-nearest-neighbour majority votes for several k from one exact Hamming search on packed bits
+  (faiss's binary index, :func:`hamming_search`); training accuracy queries the training set itself, so each point
+  is its own nearest neighbour (as in the paper's 1-NN training accuracy of 1.00), optionally on a random subset
+  of training points;
+* :func:`random_forest`: scikit-learn, seeded;
+* :func:`logistic_regression`: scikit-learn, L2, lbfgs;
+* :func:`naive_bayes`: Bernoulli naive Bayes (the inputs are bits);
+* :func:`random_guess`: uniformly random labels (seeded).
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-
-METHODS = ("conv net", "5-nearest neighbors", "1-nearest neighbor", "random forest (10 trees)",
-           "random forest (300 trees)", "memorization", "logistic regression", "naive Bayes", "random guess")
 
 
 def _result(model_predict, x_train, y_train, x_test, y_test, **extra) -> dict:
     return {"train_acc": float(np.mean(model_predict(x_train) == y_train)),
             "test_acc": float(np.mean(model_predict(x_test) == y_test)), **extra}
-
-
-def knn(x_train, y_train, x_test, y_test, k: int = 5, device: str = "cpu", batch_size: int = 4096) -> dict:
-    """k-NN majority vote (ties: the smallest label) with exact L2 (= Hamming on bits) search."""
-    from memgen.knn import search
-
-    keys = np.asarray(x_train, dtype=np.float32)
-    y_train = np.asarray(y_train)
-    n_classes = int(y_train.max()) + 1
-
-    def predict(x):
-        _, idx = search(np.asarray(x, dtype=np.float32), keys, k, device=device, batch_size=batch_size)
-        votes = np.zeros((len(x), n_classes), dtype=np.int64)
-        np.add.at(votes, (np.arange(len(x))[:, None], y_train[idx]), 1)
-        return votes.argmax(1)
-
-    return _result(predict, keys, y_train, x_test, y_test, k=k)
 
 
 def hamming_search(queries, keys, k: int, threads: int | None = None) -> np.ndarray:
@@ -127,14 +103,6 @@ def random_guess(x_train, y_train, x_test, y_test, seed: int = 0) -> dict:
     return _result(lambda x: rng.integers(0, n_classes, len(x)), x_train, y_train, x_test, y_test)
 
 
-def memorization(x_train, y_train, x_test, y_test, k: int = 12, widths=(1024,) * 5, seed: int = 0,
-                 device: str = "cpu") -> dict:
-    from memgen.lut.network import LUTNetwork
-
-    net = LUTNetwork(k, widths, seed=seed, device=device).fit(x_train, y_train)
-    return {"train_acc": net.train_accuracy, "test_acc": net.score(x_test, y_test), "k": k}
-
-
 def bits_to_images(bits: np.ndarray, image_shape) -> np.ndarray:
     """0/1 bits ``[N, H*W*C]`` (binarize's order: pixel, then channel and bit) -> uint8 0/255 ``[N, H, W, C]``."""
     h, w, c = image_shape
@@ -160,35 +128,3 @@ def conv_net(x_train, y_train, x_test, y_test, image_shape=(28, 28, 1), epochs: 
     predict = lambda images: predict_logits(model, images, device=metrics["device"]).argmax(1)  # noqa: E731
     return _result(predict, images_train, y_train, images_test, y_test, epochs=epochs, device=metrics["device"])
 
-
-_RUNNERS = {
-    "conv net": lambda o: (conv_net, o.get("conv_net", {})),
-    "5-nearest neighbors": lambda o: (knn, {"k": 5, **o.get("knn", {})}),
-    "1-nearest neighbor": lambda o: (knn, {"k": 1, **o.get("knn", {})}),
-    "random forest (10 trees)": lambda o: (random_forest, {"n_trees": 10, **o.get("random_forest", {})}),
-    "random forest (300 trees)": lambda o: (random_forest, {"n_trees": 300, **o.get("random_forest", {})}),
-    "memorization": lambda o: (memorization, o.get("memorization", {})),
-    "logistic regression": lambda o: (logistic_regression, o.get("logistic_regression", {})),
-    "naive Bayes": lambda o: (naive_bayes, o.get("naive_bayes", {})),
-    "random guess": lambda o: (random_guess, o.get("random_guess", {})),
-}
-
-
-def run_method(method: str, x_train, y_train, x_test, y_test, options: dict | None = None) -> dict:
-    """One Table 1 row: ``{"method", "train_acc", "test_acc", "seconds", ...}``. ``options`` maps a function
-    name (``knn``, ``random_forest``, ``conv_net``, ``memorization``, ...) to its keyword arguments."""
-    if method not in _RUNNERS:
-        raise ValueError(f"unknown Table 1 method '{method}'; use one of {list(METHODS)}")
-    fn, kwargs = _RUNNERS[method](options or {})
-    t0 = time.perf_counter()
-    row = fn(x_train, y_train, x_test, y_test, **kwargs)
-    label = f"memorization (k={row['k']})" if method == "memorization" else method
-    return {"method": label, **row, "seconds": time.perf_counter() - t0}
-
-
-def table1(x_train, y_train, x_test, y_test, methods=METHODS, options: dict | None = None):
-    """Run ``methods`` and return a DataFrame (method, train_acc, test_acc, seconds, settings), best test first."""
-    import pandas as pd
-
-    rows = [run_method(m, x_train, y_train, x_test, y_test, options) for m in methods]
-    return pd.DataFrame(rows).sort_values("test_acc", ascending=False, kind="stable").reset_index(drop=True)

@@ -5,7 +5,7 @@ On Binary-MNIST (1-bit pixels, 0-4 vs 5-9; 60,000 training and 10,000 test image
 1. fit / predict wall time of the baseline network (5 hidden layers of 1024 LUTs + an output LUT, k=10) with
    the fast CPU path (goals: fit <= 5 s, predict <= 1 s on 2 cores), and with the torch path on CUDA when a
    GPU is present;
-2. the plain implementation (:func:`memgen.lut.fit_plain`: one LUT at a time, its k input columns gathered
+2. the plain implementation (:func:`memgen.lut.network.fit_plain`: one LUT at a time, its k input columns gathered
    one at a time with numpy) on the same network in the same run, the speed ratio (goal >= 7x) and a check
    that both produce identical tables;
 3. peak memory of fit + predict at k=16 (goal: well under 4 GiB), measured in a fresh child process: peak RSS

@@ -1,4 +1,4 @@
-"""Figures of the LUT study, drawn from the tables of :mod:`memgen.lut.stages` (published beside measured)."""
+"""Figures of the LUT study, drawn from the tables of :mod:`memgen.lut.tables` (published beside measured)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
-"""The LUT study (Chatterjee 2018, "Learning and memorization") as workflow jobs.
+"""The LUT study's workflow stages (workflow/rules/lut.smk): what the rule scripts call.
 
-Job functions, one per workflow rule: the rule's script loads a dataset cache and split(s), binarizes
-(:func:`binarize_cache`, :class:`Task`) and calls one of :func:`run_table1_method`, :func:`run_layer_stats`,
-:func:`run_sweep_task`, :func:`run_pairwise_tasks`; each returns raw rows, one per network (or method) and seed,
-with training and test accuracy, and the script writes them with :func:`write_csv`. The published numbers and
-the table builders live in :mod:`memgen.lut.tables`.
-
-Binarization settings are dicts of :func:`memgen.bits.binarize` arguments; :func:`coding_name` gives each a
-file-name-safe name (``threshold128``, ``thermometer2``, ``grey-msb3``), :func:`parse_coding` reads it back.
+A rule's script loads a dataset cache and split(s), binarizes them (:func:`memgen.bits.binarize_cache`) into a
+:class:`Task` and calls one of :func:`run_table1_method` (one Table 1 method of :data:`TABLE1_METHODS`),
+:func:`run_layer_stats` (Table 2), :func:`run_sweep_task` (Table 3, the extensions) or :func:`run_pairwise_tasks`
+(Figure 1, Table 4); each returns raw rows, one per network (or method) and seed, with training and test accuracy,
+which the script writes. The tables beside the published numbers are built by :mod:`memgen.lut.tables`, the
+figures by :mod:`memgen.lut.figures`.
 """
 
 from __future__ import annotations
@@ -15,17 +13,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from memgen.lut.network import LUTNetwork
-from memgen.lut.network import evaluate, layer_stats
-
-# Table 1 methods as the workflow runs them (one job each): "knn" gives one row per k from one search.
-TABLE1_JOBS = ("conv_net", "knn", "rf10", "rf300", "memorization", "logistic_regression", "naive_bayes",
-               "random_guess")
-SEEDED = {"conv_net", "rf10", "rf300", "memorization", "random_guess"}   # the rest run once (seed-independent)
+from memgen.lut import baselines as lb
+from memgen.lut.network import LUTNetwork, evaluate, layer_stats
 
 
 def stratified_subset(y, n: int | None, seed: int = 0) -> np.ndarray:
@@ -53,6 +48,11 @@ class Task:
         self.n_train_full = len(split.train_idx)
         self.x_train, self.y_train = bits_train[split.train_idx[sub]], np.asarray(split.train_y)[sub]
         self.x_test, self.y_test = bits_test[split.test_idx], np.asarray(split.test_y)
+
+    @property
+    def arrays(self) -> tuple:
+        """``(x_train, y_train, x_test, y_test)``, the argument order of the baselines."""
+        return self.x_train, self.y_train, self.x_test, self.y_test
 
 
 # ------------------------------------------------------------------------------------------ job functions
@@ -107,44 +107,113 @@ def run_layer_stats(task: Task, k: int, width: int, depth: int, seeds, device: s
     return pd.concat(parts, ignore_index=True)
 
 
-def run_table1_method(method: str, task: Task, *, image_shape, seeds, memorization_k: int = 10, width: int = 1024,
-                      depth: int = 5, knn_ks=(5, 1), knn_train_queries: int | None = None, conv_net: dict | None = None,
-                      logistic_regression: dict | None = None, device: str = "cpu", threads: int | None = None,
-                      **extra) -> pd.DataFrame:
-    """Raw Table 1 rows of one method (a :data:`TABLE1_JOBS` name) on one binarized task, per seed for the
-    seeded methods. Columns: method (a :data:`TABLE1_ORDER` name), train_acc, test_acc, seed, n_train (used),
-    n_train_full (of the split), seconds, settings (JSON)."""
-    from memgen.lut import baselines as lb
+@dataclass(frozen=True)
+class Table1Options:
+    """What the Table 1 jobs read beside the task; each method uses its own few (config ``lut.table1``)."""
 
-    if method not in TABLE1_JOBS:
-        raise ValueError(f"unknown Table 1 method '{method}'; use one of {list(TABLE1_JOBS)}")
-    x, y, xt, yt = task.x_train, task.y_train, task.x_test, task.y_test
+    image_shape: tuple
+    device: str = "cpu"
+    threads: int | None = None
+    memorization_k: int | None = None
+    width: int | None = None
+    depth: int | None = None
+    knn_ks: tuple = ()
+    knn_train_queries: int | None = None
+    conv_net: dict | None = None
+    logistic_regression: dict | None = None
+
+
+@dataclass(frozen=True)
+class Table1Method:
+    """A Table 1 job: ``run(task, seed, options) -> [(row method name, result dict), ...]``; a ``seeded`` method
+    runs once per configured seed, the others once (seed None)."""
+
+    run: Callable
+    seeded: bool
+
+
+# Table 1 methods by job name (the values of config lut.table1.methods), in the document's order.
+TABLE1_METHODS: dict[str, Table1Method] = {}
+
+
+def table1_method(name: str, *, seeded: bool):
+    """Register the decorated function as the Table 1 job ``name``."""
+    def register(run):
+        TABLE1_METHODS[name] = Table1Method(run, seeded)
+        return run
+    return register
+
+
+@table1_method("conv_net", seeded=True)
+def _conv_net(task: Task, seed, o: Table1Options):
+    import torch
+
+    from memgen.runtime import seed_everything
+
+    torch.set_num_threads(o.threads or torch.get_num_threads())
+    seed_everything(seed)                      # the net's initial weights
+    return [("conv_net", lb.conv_net(*task.arrays, image_shape=tuple(o.image_shape), seed=seed, device=o.device,
+                                     **(o.conv_net or {})))]
+
+
+@table1_method("knn", seeded=False)
+def _knn(task: Task, seed, o: Table1Options):
+    """One row per k of ``knn_ks``, from one search."""
+    return [(f"knn{r['k']}", r) for r in lb.knn_many(*task.arrays, ks=o.knn_ks, train_queries=o.knn_train_queries,
+                                                      threads=o.threads)]
+
+
+def _random_forest(n_trees: int):
+    def run(task: Task, seed, o: Table1Options):
+        return [(f"rf{n_trees}", lb.random_forest(*task.arrays, n_trees=n_trees, seed=seed, n_jobs=o.threads or 1))]
+    return run
+
+
+table1_method("rf10", seeded=True)(_random_forest(10))
+table1_method("rf300", seeded=True)(_random_forest(300))
+
+
+@table1_method("memorization", seeded=True)
+def _memorization(task: Task, seed, o: Table1Options):
+    row, _ = fit_and_score(*task.arrays, o.memorization_k, (o.width,) * o.depth, seed, o.device, o.threads)
+    return [("memorization", {**row, "width": o.width, "depth": o.depth})]
+
+
+@table1_method("logistic_regression", seeded=False)
+def _logistic_regression(task: Task, seed, o: Table1Options):
+    return [("logistic_regression", lb.logistic_regression(*task.arrays, **(o.logistic_regression or {})))]
+
+
+@table1_method("naive_bayes", seeded=False)
+def _naive_bayes(task: Task, seed, o: Table1Options):
+    return [("naive_bayes", lb.naive_bayes(*task.arrays))]
+
+
+@table1_method("random_guess", seeded=True)
+def _random_guess(task: Task, seed, o: Table1Options):
+    return [("random_guess", lb.random_guess(*task.arrays, seed=seed))]
+
+
+def run_table1_method(method: str, task: Task, *, image_shape, seeds, device: str = "cpu", threads: int | None = None,
+                      memorization_k: int | None = None, width: int | None = None, depth: int | None = None,
+                      knn_ks=(), knn_train_queries: int | None = None, conv_net: dict | None = None,
+                      logistic_regression: dict | None = None, **extra) -> pd.DataFrame:
+    """Raw Table 1 rows of one method (a :data:`TABLE1_METHODS` name) on one binarized task, per seed for the
+    seeded methods; ``extra`` is copied into every row. Columns: method (a
+    :data:`memgen.lut.tables.TABLE1_ORDER` name), train_acc, test_acc, seed, n_train (used), n_train_full (of the
+    split), seconds, settings (JSON)."""
+    if method not in TABLE1_METHODS:
+        raise ValueError(f"unknown Table 1 method '{method}'; use one of {list(TABLE1_METHODS)}")
+    job = TABLE1_METHODS[method]
+    options = Table1Options(image_shape=tuple(image_shape), device=device, threads=threads,
+                            memorization_k=memorization_k, width=width, depth=depth, knn_ks=tuple(knn_ks),
+                            knn_train_queries=knn_train_queries, conv_net=conv_net,
+                            logistic_regression=logistic_regression)
+    y, yt = task.y_train, task.y_test
     rows = []
-    for seed in (seeds if method in SEEDED else [None]):
+    for seed in (seeds if job.seeded else [None]):
         t0 = time.perf_counter()
-        if method == "conv_net":
-            import torch
-
-            torch.set_num_threads(threads or torch.get_num_threads())
-            from memgen.runtime import seed_everything
-
-            seed_everything(seed)                      # the net's initial weights
-            out = [("conv_net", lb.conv_net(x, y, xt, yt, image_shape=tuple(image_shape), seed=seed, device=device,
-                                            **(conv_net or {})))]
-        elif method == "knn":
-            out = [(f"knn{r['k']}", r) for r in lb.knn_many(x, y, xt, yt, ks=knn_ks, train_queries=knn_train_queries,
-                                                            threads=threads)]
-        elif method in ("rf10", "rf300"):
-            out = [(method, lb.random_forest(x, y, xt, yt, n_trees=int(method[2:]), seed=seed, n_jobs=threads or 1))]
-        elif method == "memorization":
-            row, _ = fit_and_score(x, y, xt, yt, memorization_k, (width,) * depth, seed, device, threads)
-            out = [("memorization", {**row, "width": width, "depth": depth})]
-        elif method == "logistic_regression":
-            out = [(method, lb.logistic_regression(x, y, xt, yt, **(logistic_regression or {})))]
-        elif method == "naive_bayes":
-            out = [(method, lb.naive_bayes(x, y, xt, yt))]
-        else:
-            out = [(method, lb.random_guess(x, y, xt, yt, seed=seed))]
+        out = job.run(task, seed, options)
         seconds = time.perf_counter() - t0
         for name, res in out:
             settings = {key: v for key, v in res.items()
@@ -156,4 +225,3 @@ def run_table1_method(method: str, task: Task, *, image_shape, seeds, memorizati
                          "k": res.get("k") if name == "memorization" else None,
                          "settings": json.dumps(settings, sort_keys=True)})
     return pd.DataFrame(rows)
-

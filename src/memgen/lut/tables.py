@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from memgen.bits import parse_coding
-from memgen.runtime import write_csv  # noqa: F401 (re-exported)
 
 TOLERANCE = 0.03          # |measured - published| within this counts as reproduced (numbers are given to 2 digits)
 

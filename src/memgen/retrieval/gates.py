@@ -1,20 +1,25 @@
 """Gates between the network and the k-NN memory: per example, whose prediction to use.
 
-* :func:`oracle_gate` -- the upper bound (whichever of the two is right);
-* :class:`LearnedGate` -- logistic regression on confidence / vote / distance features;
-* :class:`KnnInterpolation` -- ``p = lam * p_knn + (1 - lam) * p_net`` (kNN-LM).
+* :func:`oracle_gate` -- the upper bound (whichever of the two is right), always reported;
+* :data:`GATES` -- the fitted gates, registered with :func:`register_gate`: :class:`LearnedGate` (logistic
+  regression on confidence / vote / distance features) and :class:`KnnInterpolation` (``p = lam * p_knn +
+  (1 - lam) * p_net``, kNN-LM). The gate stage fits every registered gate and the evaluation reports each under
+  its ``label``.
 
-Both fitted gates take ``example_ids`` and ``backbone_train_ids`` and refuse to fit when they overlap: fit them
-on the validation hold-out only.
+A fitted gate sees :class:`GateInputs`; ``fit`` takes ``example_ids`` and ``backbone_train_ids`` and refuses to
+fit when they overlap: gates are fit on the validation hold-out only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from memgen.retrieval.memory import knn_softmax
+from memgen.retrieval.memory import knn_classify, knn_softmax
+
+ORACLE_LABEL = "Oracle gate 1-NN/network"
 
 
 def oracle_gate(pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -34,6 +39,42 @@ def _check_holdout(example_ids, backbone_train_ids, n: int, what: str) -> None:
     if len(overlap):
         raise ValueError(f"{what}: {len(overlap)} fitting examples (e.g. id {overlap[0]}) are in the backbone's "
                          "training set; fit gates on the validation hold-out (split val_idx) only")
+
+
+@dataclass
+class GateInputs:
+    """What a gate sees of a set of examples: the network's softmax ``net_probs [N, C]``, the ``k``-NN vote shares
+    ``knn_shares [N, C]``, and the labels ``neighbor_labels [N, k]`` and distances ``nb_dist [N, k]`` of the ``k``
+    nearest stored examples."""
+
+    net_probs: np.ndarray
+    knn_shares: np.ndarray
+    neighbor_labels: np.ndarray
+    nb_dist: np.ndarray
+    n_classes: int
+
+    @classmethod
+    def from_neighbors(cls, net_probs, neighbor_labels, nb_dist, n_classes: int) -> "GateInputs":
+        """Inputs with the majority-vote shares of all ``k`` given neighbours."""
+        shares = knn_classify(neighbor_labels, n_classes, k=np.shape(neighbor_labels)[1])[1]
+        return cls(np.asarray(net_probs), shares, np.asarray(neighbor_labels), np.asarray(nb_dist), int(n_classes))
+
+
+# The fitted gates by key (the name of their predictions in gates.npz and of their entries in gates.json).
+GATES: dict[str, type] = {}
+
+
+def register_gate(key: str, label: str):
+    """Class decorator: a fitted gate, reported as method ``label``. The class has ``fit(inputs, y, *,
+    example_ids, backbone_train_ids) -> self``, ``predict(inputs) -> labels``, ``summary() -> dict`` (its fitted
+    settings, JSON-ready) and ``arrays(inputs) -> dict`` (per-example outputs worth keeping, may be empty)."""
+    def register(cls):
+        if key in GATES:
+            raise ValueError(f"gate '{key}' is registered twice ({GATES[key].__name__}, {cls.__name__})")
+        cls.key, cls.label = key, label
+        GATES[key] = cls
+        return cls
+    return register
 
 
 GATE_FEATURES = ("net_conf", "net_margin", "net_entropy", "knn_share", "knn_margin", "knn_share_of_net_pred",
@@ -56,6 +97,7 @@ def gate_features(net_probs: np.ndarray, knn_shares: np.ndarray, nb_dist: np.nda
     return np.stack(feats, 1)
 
 
+@register_gate("learned_gate", "Learned gate network/k-NN")
 class LearnedGate:
     """Logistic-regression gate that picks the network's or the k-NN's prediction per example.
 
@@ -71,7 +113,7 @@ class LearnedGate:
         self.constant: str | None = None
         self.n_fit = 0
 
-    def fit(self, net_probs, knn_shares, nb_dist, y, *, example_ids, backbone_train_ids) -> "LearnedGate":
+    def fit(self, inputs: GateInputs, y, *, example_ids, backbone_train_ids) -> "LearnedGate":
         """Fit on held-out examples. ``example_ids`` are the dataset indices of these examples and
         ``backbone_train_ids`` those the backbone (and memory) trained on; any overlap raises ValueError."""
         from sklearn.linear_model import LogisticRegression
@@ -80,6 +122,7 @@ class LearnedGate:
 
         y = np.asarray(y)
         _check_holdout(example_ids, backbone_train_ids, len(y), "LearnedGate.fit")
+        net_probs, knn_shares, nb_dist = inputs.net_probs, inputs.knn_shares, inputs.nb_dist
         net_ok = np.asarray(net_probs).argmax(1) == y
         knn_ok = np.asarray(knn_shares).argmax(1) == y
         informative = net_ok != knn_ok
@@ -95,19 +138,26 @@ class LearnedGate:
         self.constant = None
         return self
 
-    def knn_probability(self, net_probs, knn_shares, nb_dist) -> np.ndarray:
+    def knn_probability(self, inputs: GateInputs) -> np.ndarray:
         """Probability, per example, that the gate should trust the k-NN."""
         if self.model is None and self.constant is None:
             raise RuntimeError("LearnedGate is not fitted; call fit() on validation examples first")
         if self.model is None:
-            return np.full(len(net_probs), 1.0 if self.constant == "knn" else 0.0)
-        return self.model.predict_proba(gate_features(net_probs, knn_shares, nb_dist))[:, 1]
+            return np.full(len(inputs.net_probs), 1.0 if self.constant == "knn" else 0.0)
+        return self.model.predict_proba(gate_features(inputs.net_probs, inputs.knn_shares, inputs.nb_dist))[:, 1]
 
-    def predict(self, net_probs, knn_shares, nb_dist) -> np.ndarray:
-        use_knn = self.knn_probability(net_probs, knn_shares, nb_dist) > self.threshold
-        return np.where(use_knn, np.asarray(knn_shares).argmax(1), np.asarray(net_probs).argmax(1))
+    def predict(self, inputs: GateInputs) -> np.ndarray:
+        use_knn = self.knn_probability(inputs) > self.threshold
+        return np.where(use_knn, np.asarray(inputs.knn_shares).argmax(1), np.asarray(inputs.net_probs).argmax(1))
+
+    def summary(self) -> dict:
+        return {"constant": self.constant, "n_fit": self.n_fit}
+
+    def arrays(self, inputs: GateInputs) -> dict:
+        return {"use_knn": self.knn_probability(inputs)}
 
 
+@register_gate("knn_lm", "kNN-LM interpolation")
 class KnnInterpolation:
     """kNN-LM-style mixture ``p = lam * p_knn + (1 - lam) * p_net`` with ``p_knn = softmax(-d / T)`` by label.
 
@@ -123,13 +173,13 @@ class KnnInterpolation:
         self.temperature: float | None = None
         self.table: pd.DataFrame | None = None
 
-    def fit(self, net_probs, neighbor_labels, nb_dist, y, *, n_classes: int, example_ids,
-            backbone_train_ids) -> "KnnInterpolation":
+    def fit(self, inputs: GateInputs, y, *, example_ids, backbone_train_ids) -> "KnnInterpolation":
         """Pick ``lam`` and ``T`` on held-out examples (``example_ids`` must not overlap ``backbone_train_ids``)."""
         y = np.asarray(y)
         _check_holdout(example_ids, backbone_train_ids, len(y), "KnnInterpolation.fit")
-        p_net = np.asarray(net_probs, dtype=np.float64)
-        d = np.asarray(nb_dist, dtype=np.float64)
+        neighbor_labels, n_classes = inputs.neighbor_labels, inputs.n_classes
+        p_net = np.asarray(inputs.net_probs, dtype=np.float64)
+        d = np.asarray(inputs.nb_dist, dtype=np.float64)
         scale = max(float(np.median(d[:, 0])), 1e-12)
         rows = []
         for T in [scale * f for f in self.temperature_factors] + [np.inf]:
@@ -145,8 +195,17 @@ class KnnInterpolation:
         self.n_classes = n_classes
         return self
 
-    def predict_proba(self, net_probs, neighbor_labels, nb_dist) -> np.ndarray:
+    def predict_proba(self, inputs: GateInputs) -> np.ndarray:
         if self.lam is None:
             raise RuntimeError("KnnInterpolation is not fitted; call fit() on validation examples first")
-        p_knn = knn_softmax(neighbor_labels, nb_dist, self.n_classes, self.temperature)
-        return self.lam * p_knn + (1 - self.lam) * np.asarray(net_probs, dtype=np.float64)
+        p_knn = knn_softmax(inputs.neighbor_labels, inputs.nb_dist, self.n_classes, self.temperature)
+        return self.lam * p_knn + (1 - self.lam) * np.asarray(inputs.net_probs, dtype=np.float64)
+
+    def predict(self, inputs: GateInputs) -> np.ndarray:
+        return self.predict_proba(inputs).argmax(1)
+
+    def summary(self) -> dict:
+        return {"lambda": self.lam, "temperature": self.temperature}
+
+    def arrays(self, inputs: GateInputs) -> dict:
+        return {}

@@ -1,23 +1,16 @@
-"""Explicit memory on top of a backbone: k-NN over stored embeddings, a Transformer over neighbours, gates.
+"""The explicit memory on top of a backbone: exact k-NN over the stored training embeddings and their votes.
 
-The memory is the set of training embeddings (``keys``) with their labels. Pieces:
+The memory is the set of training embeddings (``keys``) with their labels.
 
-* :func:`find_neighbors` -- exact search via :func:`memgen.knn.search`, keeping neighbour ids and distances;
-  ``exclude_ids`` gives leave-one-out retrieval (a training example never retrieves itself, even when exact
-  duplicates exist), :func:`leave_one_out_neighbors` is the shorthand for the whole memory.
+* :func:`find_neighbors` -- exact search via :func:`memgen.knn.search`, keeping neighbour ids and distances
+  (:class:`Neighbors`); ``exclude_ids`` gives leave-one-out retrieval (a training example never retrieves itself,
+  even when exact duplicates exist), :func:`leave_one_out_neighbors` is the shorthand for the whole memory.
 * :func:`knn_vote` / :func:`knn_classify` -- majority or distance-weighted vote of the first ``k`` neighbours;
+  :func:`knn_predictions` / :func:`knn_table` -- every metric, weighting and k at once;
   :func:`knn_softmax` -- the kNN-LM distribution ``softmax(-d / T)`` aggregated by label.
-* :class:`NeighborTransformer` + :func:`train_neighbor_transformer` / :func:`predict_neighbor_transformer` --
-  tokens are the query embedding plus ``k`` neighbour tokens (embedding + learned label embedding + rank
-  and/or distance encoding); a small Transformer encoder; classification from the query token. Trained on the
-  training set with leave-one-out neighbours. Variants (:data:`TRANSFORMER_VARIANTS`): ``ce`` (plain cross
-  entropy), ``query_drop`` (the query embedding is replaced by a learned mask token with probability
-  ``query_drop`` during training, so the model must read the neighbourhood), ``aux`` (neighbour tokens cannot
-  attend to the query, and an auxiliary head on the pooled neighbour tokens is trained jointly).
-* Gates between the network and the k-NN: :func:`oracle_gate` (upper bound), :class:`LearnedGate`
-  (logistic regression on confidence / vote / distance features) and :class:`KnnInterpolation`
-  (``p = lam * p_knn + (1 - lam) * p_net``). Both fitted gates take ``example_ids`` and
-  ``backbone_train_ids`` and refuse to fit when they overlap: fit them on the validation hold-out only.
+
+The Transformer over neighbours is :mod:`memgen.retrieval.transformer`, the gates between the network and the
+memory :mod:`memgen.retrieval.gates`.
 """
 
 from __future__ import annotations

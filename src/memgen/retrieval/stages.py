@@ -1,9 +1,9 @@
-"""The memory-augmented classifier as workflow stages (workflow/rules/retrieval.smk) and its report tables.
+"""The memory-augmented classifier's workflow stages (workflow/rules/retrieval.smk): what the rule scripts call.
 
-Stages, per (dataset, split): :func:`train_backbone` -> :func:`embed_split` -> :func:`knn_stage` ->
-:func:`transformer_stage` / :func:`gate_stage` -> :func:`evaluate_stage`; then :func:`table1`,
-:func:`longtail_table` and the figures of the report section. Every stage reads and writes files so that the
-rule scripts only pass paths; logic stays here. Gates are fit on the split's validation hold-out only.
+Per (dataset, split): :func:`train_backbone` -> :func:`embed_split` -> :func:`knn_stage` -> :func:`transformer_stage`
+/ :func:`gate_stage` -> :func:`evaluate_stage`. Every stage reads and writes files so that the rule scripts only
+pass paths. Gates are fit on the split's validation hold-out only. The report's tables across splits are
+:mod:`memgen.retrieval.tables`, its figures :mod:`memgen.retrieval.figures`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 
 from memgen.data import load_cache
 from memgen.retrieval.breakdown import evaluate_methods
-from memgen.retrieval.gates import KnnInterpolation, LearnedGate, oracle_gate
+from memgen.retrieval.gates import GATES, ORACLE_LABEL, GateInputs, oracle_gate
 from memgen.retrieval.memory import Neighbors, find_neighbors, knn_classify, knn_table, leave_one_out_neighbors, softmax
 from memgen.retrieval.transformer import predict_neighbor_transformer, train_neighbor_transformer
 from memgen.nets import build_net
@@ -38,15 +38,11 @@ def load_split_images(cache_path, split_path):
     return parts, sp
 
 
-def backbone_epochs(settings: dict, split: str) -> int:
-    """Epochs for a split: ``split_epochs[split]`` when given, else ``epochs``."""
-    return int((settings.get("split_epochs") or {}).get(split, settings["epochs"]))
-
-
 # -------------------------------------------------------------------------------------------------- stages
 def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, settings: dict, split: str,
                    device: str = "auto", seed: int = 0, resume_path=None, checkpoint_every_s: float = 300.0) -> dict:
-    """Train the configured backbone on the split's training part; validation accuracy on its hold-out.
+    """Train the backbone on the split's training part; validation accuracy on its hold-out. ``settings`` is the
+    dataset's ``retrieval.backbone`` entry with this split's epochs (the workflow's ``backbone_settings``).
     ``resume_path``: where training saves its state every ``checkpoint_every_s`` s and resumes from."""
     parts, sp = load_split_images(cache_path, split_path)
     x, y, _ = parts["train"]
@@ -58,10 +54,10 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, set
     if settings["arch"] in ("mnist_cnn", "lenet"):
         net_kwargs["image_size"] = x.shape[1]
     model = build_net(settings["arch"], **net_kwargs)
-    metrics = train_classifier(model, x, y, **recipe_kwargs(settings, backbone_epochs(settings, split)),
-                               device=device, seed=seed, x_val=parts["val"][0], y_val=parts["val"][1],
-                               resume_path=resume_path, checkpoint_every_s=checkpoint_every_s)
-    metrics["arch"], metrics["epochs"] = settings["arch"], backbone_epochs(settings, split)
+    metrics = train_classifier(model, x, y, **recipe_kwargs(settings), device=device, seed=seed,
+                               x_val=parts["val"][0], y_val=parts["val"][1], resume_path=resume_path,
+                               checkpoint_every_s=checkpoint_every_s)
+    metrics["arch"], metrics["epochs"] = settings["arch"], int(settings["epochs"])
     save_checkpoint(checkpoint_path, model, metrics)
     write_json(metrics_path, metrics)
     return metrics
@@ -142,36 +138,33 @@ def transformer_stage(emb_path, nb_path, out_npz, out_json, *, variant: str, set
 
 
 def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_k: int) -> dict:
-    """Oracle gate (network vs 1-NN), learned gate and kNN-LM interpolation, fit on validation only."""
+    """The oracle gate (network vs 1-NN) and every fitted gate of :data:`GATES` (fit on validation only) on the
+    test examples: their predictions (``out_npz``) and fitted settings and accuracies (``out_json``)."""
     e, nb, sp = load_npz(emb_path), load_npz(nb_path), load_split(split_path)
     n_classes = int(e["n_classes"])
-    probs = {p: softmax(e[f"{p}_logits"]) for p in ("val", "test")}
-    nbs = {p: neighbors_of(nb, "l2", p).head(gate_k) for p in ("val", "test")}
-    labels = {p: e["train_y"][nbs[p].ids] for p in ("val", "test")}
-    shares = {p: knn_classify(labels[p], n_classes, k=gate_k)[1] for p in ("val", "test")}
+    inputs = {}
+    for p in ("val", "test"):
+        nbs = neighbors_of(nb, "l2", p).head(gate_k)
+        inputs[p] = GateInputs.from_neighbors(softmax(e[f"{p}_logits"]), e["train_y"][nbs.ids], nbs.dist, n_classes)
     one_nn = e["train_y"][nb["l2_test_ids"][:, 0]]
-    net_pred = probs["test"].argmax(1)
-    oracle = oracle_gate(net_pred, one_nn, e["test_y"])
-    gate = LearnedGate().fit(probs["val"], shares["val"], nbs["val"].dist, e["val_y"],
-                             example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
-    learned = gate.predict(probs["test"], shares["test"], nbs["test"].dist)
-    interp = KnnInterpolation().fit(probs["val"], labels["val"], nbs["val"].dist, e["val_y"], n_classes=n_classes,
-                                    example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
-    knnlm = interp.predict_proba(probs["test"], labels["test"], nbs["test"].dist).argmax(1)
-    save_npz(out_npz, oracle=oracle, learned_gate=learned, knn_lm=knnlm,
-             learned_gate_use_knn=gate.knn_probability(probs["test"], shares["test"], nbs["test"].dist))
-    info = {"gate_k": gate_k, "learned_gate_constant": gate.constant, "learned_gate_n_fit": gate.n_fit,
-            "knn_lm_lambda": interp.lam, "knn_lm_temperature": interp.temperature,
-            "n_val": int(len(e["val_y"])), "oracle_accuracy": float((oracle == e["test_y"]).mean()),
-            "learned_gate_accuracy": float((learned == e["test_y"]).mean()),
-            "knn_lm_accuracy": float((knnlm == e["test_y"]).mean())}
+    predictions = {"oracle": oracle_gate(inputs["test"].net_probs.argmax(1), one_nn, e["test_y"])}
+    arrays, info = {}, {"gate_k": gate_k, "n_val": int(len(e["val_y"]))}
+    for key, gate_class in GATES.items():
+        gate = gate_class().fit(inputs["val"], e["val_y"], example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
+        predictions[key] = gate.predict(inputs["test"])
+        arrays.update({f"{key}_{name}": a for name, a in gate.arrays(inputs["test"]).items()})
+        info.update({f"{key}_{name}": v for name, v in gate.summary().items()})
+    for key, pred in predictions.items():
+        info[f"{key}_accuracy"] = float((pred == e["test_y"]).mean())
+    save_npz(out_npz, **predictions, **arrays)
     write_json(out_json, info)
     return info
 
 
 def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weighting: str = "majority",
                 variant: str | None = None) -> str:
-    """Display names of the methods, as in the document's Table 1 where it has them."""
+    """Display names of the network, k-NN and Transformer methods, as in the document's Table 1 where it has them
+    (a gate's name is its ``label``)."""
     if kind == "net":
         return "network"
     if kind == "knn":
@@ -179,8 +172,7 @@ def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weightin
         return f"{k}-NN" + (f" ({', '.join(extra)})" if extra else "")
     if kind == "transformer":
         return f"{k}-NN Transformer" + ("" if variant == "ce" else f" ({variant})")
-    return {"oracle": "Oracle gate 1-NN/network", "learned_gate": "Learned gate network/k-NN",
-            "knn_lm": "kNN-LM interpolation"}[kind]
+    raise ValueError(f"unknown method kind '{kind}'; gates are named by their own label")
 
 
 def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_path, out_predictions,
@@ -201,8 +193,9 @@ def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_pa
                     labels, n_classes, k=k, dist=nb[f"{metric}_test_dist"], weighting=weighting)[0]
     for variant, path in transformer_npzs.items():
         preds[method_name("transformer", k=transformer_k, variant=variant)] = load_npz(path)["test_logits"].argmax(1)
-    for kind in ("oracle", "learned_gate", "knn_lm"):
-        preds[method_name(kind)] = g[kind]
+    preds[ORACLE_LABEL] = g["oracle"]
+    for key, gate_class in GATES.items():
+        preds[gate_class.label] = g[key]
     counts = np.bincount(e["train_y"], minlength=n_classes)
     summary, per_class, per_group = evaluate_methods(preds, y, n_classes=n_classes, train_counts=counts,
                                                      groups=e["test_group"], class_names=sp.class_names)
