@@ -250,8 +250,6 @@ def test_histogram_counts_and_most_memorized():
     labels = np.array([0, 0, 1, 1, 1, 0, 0])
     h = mz.mem_histogram(mem, bins=4, value_range=(-1, 1))
     assert h["count"].tolist() == [0, 1, 3, 2]
-    c = mz.count_above(mem, [0.25], labels).set_index("class")
-    assert c.loc["all", "count"] == 4 and c.loc[0, "count"] == 2 and c.loc[1, "count"] == 2
     top = mz.most_memorized(mem, labels, per_class=2, index=np.arange(7) + 100)
     assert top[top["class"] == 0]["index"].tolist() == [100, 106]
     assert top[top["class"] == 1]["index"].tolist() == [104, 102]
@@ -274,6 +272,73 @@ def test_consistency_formulas():
     assert ci.loc[0.28, "J_infl"] == 0.0 and ci.loc[0.28, "n_a"] == 1 and ci.loc[0.28, "n_b"] == 0
 
 
+def test_intervals_never_read_zero_and_counts_show_their_chance_level(tmp_path):
+    """A learner with true mem 0 everywhere: at t = 16 the point count of mem >= 0.25 is far above 0 (an
+    example is out of ~5 models, so mem is coarse), the plug-in SE reads 0 for some examples, but the
+    interval never has width 0, the lower-bound count stays ~0 and the chance level matches the point count."""
+    n = 2000
+    p = np.random.default_rng(1).uniform(0.5, 1.0, n)
+    learner = SyntheticLearner(p, p, np.full(5, 0.5))
+    _, _, est = run(learner, tmp_path, t=16, shard_size=16, influence=False)
+    ok = np.isfinite(est.mem)                                 # defined: in and out of some subsets
+    assert ok.mean() > 0.98 and (est.mem_se[ok] == 0).any()
+    assert np.all((est.mem_hi - est.mem_lo)[ok] > 0.1)
+    assert np.all((est.mem_lo[ok] <= est.mem[ok]) & (est.mem[ok] <= est.mem_hi[ok]))
+    c = est.threshold_counts([0.25, 0.5]).set_index("theta")
+    point, chance = c.loc[0.25, "count"], c.loc[0.25, "chance_count"]
+    assert point > 0.05 * n                                   # the false positives of a point count
+    assert abs(point - chance) < 4 * np.sqrt(chance)          # ... all explained by chance
+    assert c.loc[0.25, "count_lower"] <= 0.005 * n and c.loc[0.25, "chance_count_lower"] < 0.005 * n
+    assert c.loc[0.5, "count"] < point
+
+
+def test_chance_probability_is_the_permutation_null():
+    """The hypergeometric chance level equals a brute-force permutation of one example's in/out flags."""
+    rng = np.random.default_rng(0)
+    t, n_in, correct = 12, 8, np.array([1] * 9 + [0] * 3, bool)
+    mems, los = [], []
+    for _ in range(20000):
+        m = np.zeros(t, bool)
+        m[rng.choice(t, n_in, replace=False)] = True
+        k_in, k_out = correct[m].sum(), correct[~m].sum()
+        mems.append(k_in / n_in - k_out / (t - n_in))
+        los.append(mz.mem_interval(k_in, n_in, k_out, t - n_in)[0])
+    for theta in (0.1, 0.25, 0.5):
+        p = mz.chance_probability([9], [n_in], t, theta)[0]
+        assert p == pytest.approx(np.mean(np.array(mems) >= theta - 1e-9), abs=0.01)
+        p_lo = mz.chance_probability([9], [n_in], t, -0.2, level=0.95)[0]
+        assert p_lo == pytest.approx(np.mean(np.array(los) >= -0.2 - 1e-9), abs=0.01)
+
+
+def test_t_for_precision_is_measured_from_the_estimate(tmp_path):
+    """The t predicted from 16 models gives about the requested precision when that many models are run."""
+    n = 1500
+    p = np.random.default_rng(2).uniform(0.5, 1.0, n)
+    learner = SyntheticLearner(p, p, np.full(5, 0.5))
+    _, _, small = run(learner, tmp_path, t=16, shard_size=16, name="small", influence=False, precision=(0.1, 0.9))
+    need = small.t_for_precision(0.1, 0.9)
+    conv = small.convergence.query("score == 'correct'")
+    assert conv["t_for_precision"].iloc[-1] == need and conv["t_for_precision"].notna().all()
+    # true need: the 90% quantile of p(1 - p) (1/0.7 + 1/0.3) / 0.1^2 over p ~ U(0.5, 1)
+    truth = 0.55 * 0.45 * (1 / 0.7 + 1 / 0.3) / 0.01
+    assert 0.7 * truth < need < 1.4 * truth
+    _, _, big = run(learner, tmp_path, t=int(need), shard_size=int(need), name="big", influence=False)
+    assert np.mean(big.mem_se <= 0.1) > 0.8
+
+
+def test_top_influencers_never_name_a_missing_example(tmp_path):
+    """With rows="memorized" and nothing memorized there are no candidate rows: no influencer is named
+    (position -1 must not index the last training example)."""
+    learner = SyntheticLearner(np.full(60, 0.8), np.full(60, 0.8), np.full(10, 0.5))
+    spec = mz.ShardSpec.for_learner(learner, 0.7, 0)
+    paths = write_shards(learner, spec, tmp_path / "s", 8, 8)
+    est = mz.estimate(paths, spec, influence_rows="memorized", mem_threshold=2.0,
+                      train_index=np.arange(60) + 100, show_progress=False)
+    assert (est.top_pos == -1).all()
+    assert len(est.top_influencers_frame()) == 0
+    assert (est.top_train_index() == -1).all()
+
+
 def test_removal_experiment_drops_memorized_examples():
     n, n_test = 100, 50
     # test example j is helped (+0.5) by training example j when that one is in the training set
@@ -282,7 +347,9 @@ def test_removal_experiment_drops_memorized_examples():
     learner = SyntheticLearner(np.ones(n), np.ones(n), np.full(n_test, 0.4), effects)
     df = mz.removal_experiment(learner, mem, thetas=[0.5, 0.9], trials=4, seed=0, show_progress=False)
     assert len(df) == 2 * 2 * 4
-    s = mz.summarize_removal(df).set_index(["theta", "kind"])
+    s = mz.summarize_removal(df, representation_retrained=True, seeded_trials=False).set_index(["theta", "kind"])
+    assert s.loc[(0.5, "memorized"), "spread"] == "zero by construction"
+    assert s.loc[(0.5, "random"), "spread"] == "measured" and s["representation_retrained"].all()
     assert s.loc[(0.5, "memorized"), "n_removed"] == 50 and s.loc[(0.5, "memorized"), "frac_remaining"] == 0.5
     assert s.loc[(0.9, "memorized"), "n_removed"] == 0
     # removing the helpful examples costs all their +0.5; random removal costs about half of it

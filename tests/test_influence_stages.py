@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from memgen.influence import stages, tables
+from memgen.influence.estimator import summarize_removal
 from memgen.data import Dataset, save_cache
 from memgen.runtime import save_npz
 from memgen.splits import make_split, save_split
@@ -76,17 +77,22 @@ def test_shards_estimate_and_exports_use_the_dataset_order(files, tmp_path):
     names = ("scores_csv", "scores_npz", "pairs", "influencers", "convergence", "summary")
     outputs = {n: tmp_path / f"{n}.out" for n in names}
     influence = {"threshold": 0.15, "mem_threshold": 0.25, "top_k": 2, "rows": "all"}
-    summary = stages.estimate_stage("toy_knn", study, task, shards, outputs, influence=influence, device="cpu")
+    precision = {"se": 0.05, "fraction": 0.95}
+    summary = stages.estimate_stage("toy_knn", study, task, shards, outputs, influence=influence,
+                                    precision=precision, device="cpu")
     scores = pd.read_csv(outputs["scores_csv"])
     assert np.array_equal(scores["index"], files["split_obj"].train_idx)      # original dataset indices
     assert np.array_equal(scores["label"], files["split_obj"].train_y)
     assert summary["t"] == 8 and summary["n_train"] == 250
     assert summary["n_mem_ge_0.25"] == int((scores["mem"] >= 0.25).sum())
+    assert summary["n_mem_lower_ge_0.25"] == int((scores["mem_lo"] >= 0.25).sum()) < summary["n_mem_ge_0.25"]
+    assert 0 < summary["chance_n_mem_ge_0.25"] and summary["t_for_precision"] > 8
     assert json.loads(outputs["summary"].read_text())["learner_name"] == "knn_k1_l2_d4"
     top = pd.read_csv(outputs["influencers"])
     assert set(top["test_index"]) == set(files["split_obj"].test_idx) and len(top) == 2 * 60
     with pytest.raises(Exception, match="models 8..11"):                       # t larger than the shards cover
-        stages.estimate_stage("toy_knn", {**study, "t": 12}, task, shards, outputs, influence=influence, device="cpu")
+        stages.estimate_stage("toy_knn", {**study, "t": 12}, task, shards, outputs, influence=influence,
+                              precision=precision, device="cpu")
 
 
 def test_last_layer_table_puts_published_beside_measured():
@@ -101,15 +107,66 @@ def test_last_layer_table_puts_published_beside_measured():
     assert alone.loc["examples with mem >= 0.25, full networks", "note"] == "not configured at this preset"
 
 
+def _scores(tmp_path, name, mem, seed):
+    np.savez(tmp_path / f"{name}.npz", mem=mem, seed=np.int64(seed), ratio=np.float64(0.7))
+    pd.DataFrame({"train_pos": [0], "test_pos": [0], "mem": [0.9], "infl": [0.5]}).to_csv(tmp_path / f"{name}.csv")
+    return tmp_path / f"{name}.npz", tmp_path / f"{name}.csv"
+
+
+STUDY = {"dataset": "toy", "split": "all", "learner": "linear", "features": "embeddings", "settings": {"epochs": 2}}
+
+
 def test_consistency_needs_the_same_training_set(tmp_path):
-    for name, n in (("a", 10), ("b", 10), ("c", 12)):
-        np.savez(tmp_path / f"{name}.npz", mem=np.linspace(0, 1, n))
-        pd.DataFrame({"train_pos": [0], "test_pos": [0], "mem": [0.9], "infl": [0.5]}).to_csv(tmp_path / f"{name}.csv")
-    scores = {k: tmp_path / f"{k}.npz" for k in "abc"}
-    pairs = {k: tmp_path / f"{k}.csv" for k in "abc"}
-    same = tables.consistency_table([("a", "b")], scores, pairs, [0.5], [0.15])
+    files = {name: _scores(tmp_path, name, np.linspace(0, 1, n), 0) for name, n in (("a", 10), ("b", 10), ("c", 12))}
+    scores, pairs = {k: v[0] for k, v in files.items()}, {k: v[1] for k, v in files.items()}
+    studies = {k: STUDY for k in "abc"}
+    same = tables.consistency_table([("a", "b")], scores, pairs, [0.5], [0.15], studies)
     row = same[same.kind == "mem"].iloc[0]
     assert row.J_mem == 1.0 and row.D_mem == 0.0
     assert same[same.kind == "infl"].iloc[0].J_infl == 1.0
     with pytest.raises(ValueError, match="different training sets"):
-        tables.consistency_table([("a", "c")], scores, pairs, [0.5], [0.15])
+        tables.consistency_table([("a", "c")], scores, pairs, [0.5], [0.15], studies)
+
+
+def test_consistency_says_when_studies_share_subsets_and_shows_the_noise_floor(tmp_path):
+    """Two studies with the same seed train on the same subsets: the table must say so.  Every pair shows the
+    floor of two independent runs of one algorithm (here lin vs lin_rerun) beside it."""
+    rng = np.random.default_rng(0)
+    mem = rng.uniform(-0.2, 1, 200)
+    seeds = {"lin": 5, "lin_rerun": 6, "knn": 5, "knn_indep": 7}
+    files = {k: _scores(tmp_path, k, np.clip(mem + 0.1 * rng.normal(size=200), -1, 1), s) for k, s in seeds.items()}
+    scores, pairs = {k: v[0] for k, v in files.items()}, {k: v[1] for k, v in files.items()}
+    studies = {"lin": STUDY, "lin_rerun": {**STUDY, "seed": 6, "settings": {"epochs": 2, "order_seed": 1}},
+               "knn": {**STUDY, "learner": "knn", "settings": {"k": 1}},
+               "knn_indep": {**STUDY, "learner": "knn", "settings": {"k": 1}}}
+    config = [("lin", "lin_rerun"), ("lin", "knn"), ("lin", "knn_indep")]
+    table = tables.consistency_table(config, scores, pairs, [0.25, 0.5], [0.15], studies)
+    by = table[table.kind == "mem"].set_index(["a", "b", "theta"])
+    assert by.loc[("lin", "knn", 0.25), "shared_subsets"] and by.loc[("lin", "knn", 0.25), "seed_b"] == 5
+    assert not by.loc[("lin", "knn_indep", 0.25), "shared_subsets"]
+    assert not by.loc[("lin", "lin_rerun", 0.25), "shared_subsets"]
+    assert by.loc[("lin", "lin_rerun", 0.5), "same_algorithm"] and not by.loc[("lin", "knn", 0.5), "same_algorithm"]
+    for pair in config:
+        row = by.loc[(*pair, 0.5)]
+        assert (row.floor_a, row.floor_b) == ("lin", "lin_rerun")
+        assert row.J_mem_floor == by.loc[("lin", "lin_rerun", 0.5), "J_mem"]
+
+
+def test_removal_marks_frozen_representations_and_varies_linear_trials(files, tmp_path):
+    """Removal on embeddings refits only the linear layer (the table must say so); its trials train with
+    different batch orders, so the memorized rows differ between trials, while a k-NN's cannot."""
+    task = stages.load_task({"features": "embeddings"}, files["cache"], files["split"], files["embeddings"])
+    mem = np.where(np.arange(len(task.y_train)) % 5 == 0, 0.9, 0.0)
+    np.savez(tmp_path / "scores.npz", mem=mem)
+    rows = {}
+    for learner, settings in (("linear", {"epochs": 2, "batch_size": 16, "lr": 0.5}), ("knn", {"k": 3})):
+        study = {"learner": learner, "features": "embeddings", "seed": 0, "settings": settings}
+        stages.removal_stage(study, task, tmp_path / "scores.npz", tmp_path / f"{learner}.csv", thetas=[0.5],
+                             trials=3, device="cpu")
+        rows[learner] = pd.read_csv(tmp_path / f"{learner}.csv")
+    lin, knn = rows["linear"], rows["knn"]
+    assert not lin.representation_retrained.any() and lin.seeded_trials.all() and not knn.seeded_trials.any()
+    assert lin[lin.kind == "memorized"].test_acc.nunique() > 1            # batch order differs per trial
+    assert knn[knn.kind == "memorized"].test_acc.nunique() == 1
+    summary = summarize_removal(knn, representation_retrained=False, seeded_trials=False).set_index("kind")
+    assert summary.loc["memorized", "spread"] == "zero by construction"

@@ -274,7 +274,7 @@ def test_ext_bits_filters_and_publishes_table1_memorization():
     assert t.loc[t.coding == "thermometer2", "bits"].eq(2).all()
 
 
-def test_compare_verdict_summary_and_wide():
+def test_compare_verdict_and_wide():
     t = pd.DataFrame({"k": [1, 1, 2, 2], "split": ["train", "test"] * 2, "published": [0.5, 0.6, 0.7, np.nan],
                       "measured": [0.51, 0.7, 0.69, 0.8]})
     c = lt.compare(t)
@@ -282,11 +282,12 @@ def test_compare_verdict_summary_and_wide():
     assert c["worst"]["measured"] == 0.7
     assert "partly reproduced" in lt.verdict(t, "T") and "2 of 3" in lt.verdict(t, "T")
     assert "no published number" in lt.verdict(t.assign(published=np.nan), "T")
-    s = lt.summary({"T": t})
-    assert s.iloc[0]["compared"] == 3
+    assert "within ±3 points" in lt.verdict(t, "T") and "largest 10.0" in lt.verdict(t, "T")
     w = lt.wide(t, ["k"])
-    assert w.columns.tolist() == ["k", "published train", "measured train", "published test", "measured test"]
-    assert w.loc[1, "measured test"] == 0.8
+    assert w.columns.tolist() == ["k", "published train", "measured train", "difference train", "published test",
+                                  "measured test", "difference test"]
+    assert w.loc[1, "measured test"] == 0.8 and np.isnan(w.loc[1, "difference test"])
+    assert w.loc[0, "difference test"] == pytest.approx(0.1)
 
 
 def test_claims_are_computed_from_the_numbers():

@@ -3,12 +3,16 @@ import pytest
 import torch
 
 from memgen.runtime import seed_everything
-from memgen.nets import LeNet, MnistCNN, build_net, count_parameters, resnet20
+from memgen.nets import LeNet, MnistCNN, build_net, count_parameters
 from memgen.train import augment_batch, channel_stats, embed, load_checkpoint, lr_factor, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
+
+
+def resnet20(num_classes: int):
+    return build_net("resnet20", num_classes=num_classes)
 
 def _toy_images(n=256, size=16, channels=3, n_classes=4, seed=0):
     """Class-dependent colour + bright quadrant, with noise: learnable in a few steps."""
@@ -23,7 +27,7 @@ def _toy_images(n=256, size=16, channels=3, n_classes=4, seed=0):
 
 
 def test_resnet20_shapes_and_parameter_count():
-    model = resnet20(num_classes=10)
+    model = resnet20(10)
     n = count_parameters(model)
     assert 260_000 < n < 280_000  # He et al. 2016: 0.27M
     x = torch.rand(3, 3, 32, 32)
@@ -50,7 +54,7 @@ def test_small_nets_shapes():
 
 
 def test_build_net_from_config_roundtrip():
-    for model in (resnet20(num_classes=3), MnistCNN(num_classes=5), LeNet(image_size=32)):
+    for model in (resnet20(3), MnistCNN(num_classes=5), LeNet(image_size=32)):
         clone = build_net(model.config)
         assert type(clone) is type(model)
         shapes = {k: v.shape for k, v in model.state_dict().items()}
@@ -58,7 +62,7 @@ def test_build_net_from_config_roundtrip():
 
 
 def test_normalization_is_part_of_the_model():
-    model = resnet20().eval()
+    model = resnet20(10).eval()
     x = torch.rand(2, 3, 32, 32)
     before = model(x)
     model.set_normalization([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
@@ -108,7 +112,7 @@ def test_lr_schedules():
 
 def test_training_reduces_loss_and_predicts():
     x, y = _toy_images(256)
-    model = resnet20(num_classes=4)
+    model = resnet20(4)
     init_logits = predict_logits(model, x, "cpu")
     init_loss = torch.nn.functional.cross_entropy(torch.from_numpy(init_logits), torch.from_numpy(y)).item()
     metrics = train_classifier(model, x, y, epochs=3, batch_size=32, lr=0.05, schedule="onecycle", device="cpu",
@@ -187,7 +191,7 @@ def test_train_rejects_bad_input():
 @pytest.mark.gpu
 def test_gpu_training_bf16_channels_last():
     x, y = _toy_images(512)
-    model = resnet20(num_classes=4)
+    model = resnet20(4)
     metrics = train_classifier(model, x, y, epochs=4, batch_size=64, lr=0.05, device="cuda", seed=0,
                                show_progress=False)
     assert metrics["precision"] == "bf16-autocast" and metrics["device"] == "cuda"

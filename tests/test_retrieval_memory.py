@@ -125,7 +125,7 @@ def _gate_problem(n, seed):
     shares[np.arange(n), knn_pred] = share_top
     shares[np.arange(n), (knn_pred + 1) % 4] += 1 - share_top
     dist = np.sort(rng.random((n, 10)), 1)
-    return GateInputs(softmax(logits), shares, None, dist, 4), y
+    return GateInputs(softmax(logits), shares, None, dist, 4, knn_pred), y
 
 
 def test_learned_gate_fits_on_holdout_only_and_beats_both_parts():
@@ -151,7 +151,7 @@ def test_learned_gate_fits_on_holdout_only_and_beats_both_parts():
 
 def test_learned_gate_falls_back_to_constant_without_disagreements():
     inputs, y = _gate_problem(50, 0)
-    agreeing = GateInputs(inputs.net_probs, inputs.net_probs, None, inputs.nb_dist, 4)
+    agreeing = GateInputs(inputs.net_probs, inputs.net_probs, None, inputs.nb_dist, 4, inputs.net_probs.argmax(1))
     gate = LearnedGate().fit(agreeing, y, example_ids=np.arange(50), backbone_train_ids=np.arange(50, 60))
     assert gate.constant == "net" and gate.n_fit == 0
     np.testing.assert_array_equal(gate.predict(inputs), inputs.net_probs.argmax(1))
@@ -237,3 +237,30 @@ def test_neighbor_transformer_is_deterministic_and_checks_inputs(clustered_memor
         train_neighbor_transformer(keys, y, nb_train, variant="contrastive", **kw)
     with pytest.raises(ValueError, match="only 10"):
         Neighbors(nb_train.ids, nb_train.dist).head(11)
+
+
+def test_every_knn_vote_breaks_ties_the_same_way():
+    """Retrieval's k-NN rows, the gates' k-NN answer and the influence study's k-NN learner share one vote:
+    on ties the tied class whose nearest member ranks first wins (not the lowest class index)."""
+    from memgen.influence.learners import knn_vote as learner_vote
+    from memgen.knn import vote
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (3000, 4))                # k = 4 over 4 classes: many 2-2 and 1-1-1-1 ties
+    labels[:3] = [[3, 1, 1, 3], [2, 0, 1, 3], [3, 3, 0, 0]]
+    pred, shares = knn_classify(labels, 4)
+    assert pred[:3].tolist() == [3, 2, 3]
+    tied = np.sort(shares, 1)[:, -1] == np.sort(shares, 1)[:, -2]
+    assert tied.sum() > 500 and (pred[tied] != shares[tied].argmax(1)).any()   # argmax would differ
+    np.testing.assert_array_equal(learner_vote(labels, np.zeros(len(labels), int), 4)[0], pred)
+    np.testing.assert_array_equal(vote(labels)[0], pred)
+    p_net = np.eye(4)[(labels[:, 0] + 1) % 4] * 0.5 + 0.125
+    inputs = GateInputs.from_neighbors(p_net, labels, np.ones(labels.shape), 4)
+    np.testing.assert_array_equal(inputs.knn_pred, pred)
+    gate = LearnedGate(min_per_side=10 ** 9).fit(inputs, pred, example_ids=np.arange(3000),
+                                                 backbone_train_ids=np.arange(3000, 3010))
+    assert gate.constant == "knn"                         # a constant gate: always the k-NN's answer
+    np.testing.assert_array_equal(gate.predict(inputs), pred)
+    d = rng.random(labels.shape).cumsum(1)
+    wpred, _ = knn_classify(labels, 4, dist=d, weighting="distance")
+    np.testing.assert_array_equal(wpred, vote(labels, 1.0 / (d + 1e-8))[0])

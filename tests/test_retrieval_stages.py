@@ -19,7 +19,7 @@ def summary(split="full", arch="resnet20", **acc):
 
 def test_table1_puts_published_beside_measured_in_the_documents_order():
     s = summary(network=0.9, **{"1-NN": 0.8, "10-NN": 0.85, "Oracle gate 1-NN/network": 0.95,
-                                "Learned gate network/k-NN": 0.91})
+                                "Learned gate network/10-NN": 0.91})
     t = tables.table1(s)
     assert list(t.columns) == ["model", "published", "measured"]
     assert list(t.model[:7]) == list(tables.PUBLISHED_TABLE1)
@@ -27,7 +27,7 @@ def test_table1_puts_published_beside_measured_in_the_documents_order():
     assert row.loc["ResNet-20", "published"] == 91.83 and row.loc["ResNet-20", "measured"] == 90.0
     assert row.loc["Oracle gate 1-NN/ResNet-20", "measured"] == 95.0
     assert np.isnan(row.loc["20-NN", "measured"])          # not measured: empty, not dropped
-    extra = row.loc["Learned gate ResNet-20/k-NN"]
+    extra = row.loc["Learned gate ResNet-20/10-NN"]
     assert np.isnan(extra["published"]) and extra["measured"] == 91.0
 
 
@@ -87,12 +87,13 @@ def memory(tmp_path):
     return {"dir": tmp_path, "arrays": arrays, "knn_table": table, "split": split}
 
 
-def evaluate(memory, gate_k=5):
+def evaluate(memory, gate_ks=(5,)):
     d = memory["dir"]
-    info = stages.gate_stage(d / "emb.npz", d / "nb.npz", memory["split"], d / "g.npz", d / "g.json", gate_k=gate_k)
+    info = stages.gate_stage(d / "emb.npz", d / "nb.npz", memory["split"], d / "g.npz", d / "g.json",
+                             gate_ks=list(gate_ks))
     summary = stages.evaluate_stage(d / "emb.npz", d / "nb.npz", d / "g.npz", {}, memory["split"], d / "p.npz",
                                     d / "s.csv", d / "pc.csv", d / "pg.csv", ks=[1, 5], transformer_k=5,
-                                    gate_k=gate_k, dataset="toy", split="full")
+                                    gate_ks=list(gate_ks), dataset="toy", split="full")
     return info, summary
 
 
@@ -101,13 +102,19 @@ def test_knn_gate_and_evaluate_stages_on_a_separable_memory(memory):
     assert (table[table.part == "test"].accuracy > 0.9).all()
     nb = stages.load_npz(tmp_path / "nb.npz")
     assert not (nb["l2_train_ids"] == np.arange(90)[:, None]).any()           # leave-one-out
-    info, s = evaluate(memory)
-    assert info["oracle_accuracy"] >= info["knn_lm_accuracy"] - 1e-9 and info["oracle_accuracy"] > 0.9
-    assert {"learned_gate_constant", "learned_gate_n_fit", "knn_lm_lambda", "knn_lm_temperature"} <= set(info)
-    assert set(stages.load_npz(tmp_path / "g.npz")) == {"oracle", "learned_gate", "knn_lm", "learned_gate_use_knn"}
+    info, s = evaluate(memory, gate_ks=(5, 1))
+    for k in (5, 1):
+        pair = info[f"k{k}"]
+        assert pair["oracle_accuracy"] >= pair["knn_lm_accuracy"] - 1e-9 and pair["oracle_accuracy"] > 0.9
+        assert {"learned_gate_constant", "learned_gate_n_fit", "knn_lm_lambda", "knn_lm_temperature"} <= set(pair)
+    assert set(stages.load_npz(tmp_path / "g.npz")) == {f"{key}_k{k}" for k in (5, 1) for key in
+                                                        ("knn", "oracle", "learned_gate", "knn_lm",
+                                                         "learned_gate_use_knn")}
     acc = s.set_index("method").accuracy
-    assert acc["1-NN"] > acc["network"] and {"Learned gate network/k-NN", "kNN-LM interpolation"} <= set(acc.index)
-    assert acc["Oracle gate 1-NN/network"] == pytest.approx(info["oracle_accuracy"])
+    assert acc["1-NN"] > acc["network"]
+    for k in (5, 1):
+        assert {f"Learned gate network/{k}-NN", f"kNN-LM interpolation network/{k}-NN"} <= set(acc.index)
+        assert acc[f"Oracle gate {k}-NN/network"] == pytest.approx(info[f"k{k}"]["oracle_accuracy"])
     assert tables.table1(s).set_index("model").loc["ResNet-20", "measured"] == pytest.approx(100 * acc["network"],
                                                                                           abs=0.01)
 
@@ -137,7 +144,43 @@ def test_a_registered_gate_is_fit_saved_and_evaluated(memory, gate_registry):
         def arrays(self, inputs):
             return {}
 
-    info, s = evaluate(memory, gate_k=5)
-    assert info["vote_n_fit"] == 30 and "vote_accuracy" in info
+    info, s = evaluate(memory)
+    assert info["k5"]["vote_n_fit"] == 30 and "vote_accuracy" in info["k5"]
     acc = s.set_index("method").accuracy
-    assert acc["Always the k-NN vote"] == pytest.approx(acc["5-NN"]) == pytest.approx(info["vote_accuracy"])
+    assert acc["Always the k-NN vote"] == pytest.approx(acc["5-NN"]) == pytest.approx(info["k5"]["vote_accuracy"])
+
+
+def test_each_oracle_bounds_its_own_gates_pair(tmp_path):
+    """Gates k = 1 and 5 on a memory with label noise (so 1-NN and 5-NN answers differ): the oracle of pair k
+    is computed from the network and the very k-NN answer gate k chooses from."""
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(3, 8)) * 2
+    arrays = {"n_classes": np.int64(3), "class_names": np.array(["a", "b", "c"])}
+    for name, (n, off) in {"train": (300, 0), "val": (120, 1000), "test": (120, 0)}.items():
+        y = np.arange(n) % 3
+        emb = (centers[y] + rng.normal(size=(n, 8))).astype(np.float32)
+        if name == "train":
+            y = np.where(rng.random(n) < 0.25, rng.integers(0, 3, n), y)          # label noise in the memory
+        logits = np.eye(3)[(y + (rng.random(n) < 0.3)) % 3] * 3
+        arrays.update({f"{name}_emb": emb, f"{name}_logits": logits.astype(np.float32), f"{name}_y": y,
+                       f"{name}_ids": np.arange(n) + off})
+    arrays["test_group"] = arrays["test_y"]
+    save_npz(tmp_path / "emb.npz", **arrays)
+    stages.knn_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "knn.csv", ks=[1, 5], device="cpu")
+    save_npz(tmp_path / "split.npz", train_idx=arrays["train_ids"], train_y=arrays["train_y"],
+             val_idx=arrays["val_ids"], val_y=arrays["val_y"], test_idx=arrays["test_ids"], test_y=arrays["test_y"],
+             train_group=arrays["train_y"], test_group=arrays["test_y"], n_classes=np.int64(3),
+             class_names=arrays["class_names"])
+    info = stages.gate_stage(tmp_path / "emb.npz", tmp_path / "nb.npz", tmp_path / "split.npz", tmp_path / "g.npz",
+                             tmp_path / "g.json", gate_ks=[5, 1])
+    g, nb = stages.load_npz(tmp_path / "g.npz"), stages.load_npz(tmp_path / "nb.npz")
+    net, y = arrays["test_logits"].argmax(1), arrays["test_y"]
+    knn = {k: stages.knn_classify(arrays["train_y"][nb["l2_test_ids"]], 3, k=k)[0] for k in (5, 1)}
+    oracle = {k: stages.oracle_gate(net, knn[k], y) for k in (5, 1)}
+    assert (oracle[5] == y).mean() != (oracle[1] == y).mean()        # the pairs differ: a swapped oracle fails
+    for k in (5, 1):
+        np.testing.assert_array_equal(g[f"knn_k{k}"], knn[k])
+        np.testing.assert_array_equal(g[f"oracle_k{k}"], oracle[k])
+        assert info[f"k{k}"]["oracle_accuracy"] == pytest.approx((oracle[k] == y).mean())
+        assert np.all((g[f"learned_gate_k{k}"] == net) | (g[f"learned_gate_k{k}"] == knn[k]))
+        assert info[f"k{k}"]["learned_gate_accuracy"] <= info[f"k{k}"]["oracle_accuracy"]

@@ -40,11 +40,14 @@ def test_all_uses_every_training_example(labels):
 
 def test_long_tail_split(labels):
     s = split("lt10", labels)
-    assert s.class_counts().tolist() == long_tail_counts(450, 10, 10).tolist()  # 500 per class minus 50 held out
+    cui = long_tail_counts(500, 10, 10)                # Cui's counts from the 500 examples per class
+    assert s.lt_target.tolist() == cui.tolist()
+    # 50 per class held out: class 0 keeps the 450 left, classes 1-9 fit with Cui's counts
+    assert s.class_counts().tolist() == [450] + cui[1:].tolist() and s.capped_classes() == [0]
     assert not set(s.train_idx) & set(s.val_idx)
     assert np.bincount(s.val_y, minlength=10).tolist() == [50] * 10  # balanced validation
     exact = split("lt10", labels, validation_size=0)
-    assert exact.class_counts().tolist() == long_tail_counts(500, 10, 10).tolist()
+    assert exact.class_counts().tolist() == cui.tolist() and exact.capped_classes() == []
     assert np.bincount(s.test_y).tolist() == [100] * 10  # test stays balanced
 
 

@@ -8,13 +8,16 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import DATA_ROOT, REPO
+from test_report import visible_text
 
+CHROMIUM = "/usr/bin/chromium"
 PROJECT_FILES = ["Snakefile", "config.yaml", "workflow", "src", "reports", "envs", "tests/smoke"]
 SMOKE = ["--configfile", "tests/smoke/config.yaml"]
 
@@ -46,21 +49,21 @@ def project(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def touched(tmp_path_factory):
+def touched(data_root, tmp_path_factory):
     """A copy of the project whose smoke DAG counts as done without running a job: every output and benchmark
     file exists (empty) and `snakemake --touch` records them as current. A dry run on it shows what a change
     would rerun, in seconds."""
     root = copy_project(tmp_path_factory.mktemp("touched"))
-    code, out = snakemake("-n", "-F", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=root)
+    code, out = snakemake("-n", "-F", "all", *SMOKE, "--config", f"data_root={data_root}", cwd=root)
     assert code == 0, out[-3000:]
     for line in re.findall(r"^\s+(?:output|benchmark): (.*)$", out, re.M):
         for name in line.split(", "):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).touch()
-    code, out = snakemake("--touch", "--forceall", "--cores", "1", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}",
-                          cwd=root)
+    code, out = snakemake("--touch", "--forceall", "--cores", "1", "all", *SMOKE, "--config",
+                          f"data_root={data_root}", cwd=root)
     assert code == 0, out[-3000:]
-    code, out = snakemake("-n", "all", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=root)
+    code, out = snakemake("-n", "all", *SMOKE, "--config", f"data_root={data_root}", cwd=root)
     assert code == 0 and "Nothing to be done" in out, out[-3000:]
     return root
 
@@ -272,6 +275,60 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     runtimes = pd.read_csv(smoke_run / "results/tables/runtimes.csv")
     assert len(runtimes) == sum(planned_jobs_all(smoke_run).values()) - 3  # all but runtime_table, render_report, all
     assert (runtimes.seconds > 0).all()
+
+
+def test_smoke_report_opens_with_preset_scorecard_and_provenance(smoke_run):
+    html = (smoke_run / "results/report/study.html").read_text()
+    text = visible_text(html)
+    assert "<title>memgen study report (smoke preset)</title>" in html
+    first_section = html.index('<h2 id="Data"')
+    assert html.index("Preset: smoke") < html.index('id="scorecard"') < html.index('id="provenance"') < first_section
+    assert "not meaningful" in text
+    card = pd.read_csv(smoke_run / "results/tables/scorecard.csv")
+    assert set(card.document) == {"LUT", "Memory", "F&Z"} and card["verdict"].notna().all()
+    scorecard_html = html[html.index('id="scorecard"'):html.index('id="provenance"')]
+    assert scorecard_html.count("<tr>") == len(card) + 1
+    for anchor in set(card["anchor"]):                                 # every row links to a table of the page
+        assert f'href="#{anchor}"' in scorecard_html and f'id="{anchor}"' in html[first_section:], anchor
+    provenance = json.loads((smoke_run / "results/report/provenance.json").read_text())
+    assert {"python", "torch", "snakemake", "faiss"} <= set(provenance["versions"])
+    assert provenance["config"]["preset"]["name"] == "smoke" and provenance["wall_time_s"] > 0
+    for word in ("commit", provenance["config_hash"], "torch " + provenance["versions"]["torch"], "wall time"):
+        assert word in text, word
+
+
+def test_smoke_report_is_clean_and_offline(smoke_run):
+    html = (smoke_run / "results/report/study.html").read_text()
+    text = visible_text(html)
+    contents = html[html.index('class="memgen-contents"'):]
+    for heading in ("Data", "LUT-networks", "Memory-augmented-classifier", "Runtime"):
+        assert f'href="#{heading}"' in contents, heading
+    assert not re.search(r"\bnan\b", text, re.I)
+    assert "dataframe" not in html                                     # no pandas repr: a table is shown once
+    names = re.findall(r'<(?:div class="memgen-table"|figure class="memgen-figure") id="([^"]+)"', html)
+    assert len(names) == len(set(names)) and len(names) > 30
+    assert not re.search(r"<script[^>]+src=", html) and "require.js" not in html and "mathjax" not in html.lower()
+    for href in re.findall(r'class="memgen-file" href="([^"]+)"', html):      # CSV / PNG links resolve
+        assert (smoke_run / "results/report" / href).is_file(), href
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (.ci/run installs it)")
+def test_smoke_report_renders_in_a_browser(smoke_run, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "first_screen.png"
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,2000",
+                           f"--screenshot={shot}", (smoke_run / "results/report/study.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    image = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert image.shape == (2000, 1400)
+    assert (image < 128).mean() > 0.01                               # text and tables drawn, not a blank page
+    verdict_rows = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+    reddish = (verdict_rows[..., 0] > 230) & (verdict_rows[..., 1] < 225) & (verdict_rows[..., 2] < 225)
+    assert reddish.sum() > 500                                      # the scorecard's coloured verdicts on screen 1
 
 
 def planned_jobs_all(project):

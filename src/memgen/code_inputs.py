@@ -2,8 +2,9 @@
 
 :func:`script_modules` reads a script (or a notebook's code cells) and follows ``import memgen.x`` /
 ``from memgen.x import y`` / ``from memgen import x`` statements (at any depth, including imports inside
-functions) transitively through the package, and returns the files: the modules and the ``__init__.py`` of every package on the way. Editing one of them reruns the
-rule's jobs; editing a module no script of a study reaches reruns nothing of that study.
+functions, and relative imports inside the package) transitively through the package, and returns the files:
+the modules and the ``__init__.py`` of every package on the way. Editing one of them reruns the rule's jobs;
+editing a module no script of a study reaches reruns nothing of that study.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Exact nearest-neighbour search: faiss when installed (GPU index when available), torch otherwise."""
+"""Exact nearest-neighbour search (faiss when installed, GPU index when available; torch otherwise) and the
+one k-NN vote every study uses (:func:`vote`)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,24 @@ def search_torch(queries: np.ndarray, keys: np.ndarray, k: int, device: str = "c
         dists.append(top.values.clamp_min_(0).cpu().numpy())
         idxs.append(top.indices.cpu().numpy())
     return np.concatenate(dists), np.concatenate(idxs).astype(np.int64)
+
+
+def vote(labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k-NN vote over neighbour labels ``[..., k]`` (nearest first), optionally weighted ``[..., k]``.
+
+    Returns ``(pred [...], support [..., k])``: the winning label and, per position, the total weight
+    of that position's label.  Ties go to the tied label whose nearest member ranks first -- the one
+    rule for every k-NN vote (retrieval's k-NN rows and gates, the influence study's k-NN learner).
+    """
+    labels = np.asarray(labels)
+    same = labels[..., :, None] == labels[..., None, :]                     # [..., k, k]
+    if weights is None:
+        support = same.sum(-1)
+        top = support.max(-1, keepdims=True)
+        tied = support == top
+    else:
+        support = (same * np.asarray(weights, dtype=np.float64)[..., None, :]).sum(-1)
+        top = support.max(-1, keepdims=True)
+        tied = np.isclose(support, top, rtol=1e-9, atol=1e-12)
+    win = tied.argmax(-1)                                                    # first position of a top label
+    return np.take_along_axis(labels, win[..., None], -1)[..., 0], support

@@ -114,10 +114,6 @@ class ResNetCifar(_Normalized):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
-def resnet20(num_classes: int = 10, in_channels: int = 3) -> ResNetCifar:
-    return ResNetCifar(num_classes=num_classes, depth=20, in_channels=in_channels)
-
-
 # ------------------------------------------------------------------------------------------------- MNIST CNN
 class MnistCNN(_Normalized):
     """Small CNN for 28x28 grey images: conv32-conv64-pool, conv64-pool, fc128 (embedding), fc."""

@@ -4,10 +4,11 @@ A split name picks its family:
 
 ``all``        every training example, no validation hold-out;
 ``full``       training set minus a stratified validation hold-out;
-``lt{IF}``     long-tailed training set as in Cui et al. 2019: after the validation hold-out, class c
-               keeps ``floor(n_max * IF**(-c / (C-1)))`` of the ``n_max`` examples per class left
-               (CIFAR-10: 4,500 after a 5,000 hold-out; 5,000, exactly Cui's sets, with no hold-out);
-               validation and test stay balanced;
+``lt{IF}``     long-tailed training set with Cui et al. 2019's counts: class c keeps
+               ``floor(n_max * IF**(-c / (C-1)))`` with ``n_max`` the dataset's examples per class
+               (CIFAR-10: 5,000), drawn from what the validation hold-out leaves; a class whose count
+               exceeds that (with a hold-out: class 0 only) keeps all it has left -- ``lt_target`` stores
+               Cui's counts beside the split's own; validation and test stay balanced;
 ``rare``       two groups of classes (e.g. vehicles vs animals) with some classes made rare in
                training; ``test_group`` keeps the original class for worst-group accuracy;
 ``binary``     classes ``negative`` vs ``positive`` (default 0-4 vs 5-9);
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -48,6 +49,13 @@ class Split:
     test_group: np.ndarray
     n_classes: int
     class_names: list[str]
+    lt_target: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # Cui's counts (lt splits)
+
+    def capped_classes(self) -> list[int]:
+        """Classes of an lt split that keep fewer examples than Cui's count (the hold-out took them)."""
+        if len(self.lt_target) == 0:
+            return []
+        return np.flatnonzero(self.class_counts() < self.lt_target).tolist()
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.train_y, minlength=self.n_classes)
@@ -119,8 +127,8 @@ def make_split(name: str, y_train: np.ndarray, y_test: np.ndarray, classes: list
             raise SplitError(f"imbalance factor in '{name}' must be >= 1")
         pool, val_idx = _stratified_holdout(all_train, y_train, validation_size, rng)
         per_class = [rng.permutation(pool[y_train[pool] == c]) for c in range(n_classes)]
-        counts = long_tail_counts(min(len(p) for p in per_class), imbalance, n_classes)
-        train_idx = np.sort(np.concatenate([p[:k] for p, k in zip(per_class, counts)]))
+        lt_target = long_tail_counts(int(np.bincount(y_train, minlength=n_classes).min()), imbalance, n_classes)
+        train_idx = np.sort(np.concatenate([p[:k] for p, k in zip(per_class, lt_target)]))
     elif family == "rare":
         rare = rare or {}
         if "groups" not in rare:
@@ -161,7 +169,8 @@ def make_split(name: str, y_train: np.ndarray, y_test: np.ndarray, classes: list
     split = Split(train_idx=train_idx, train_y=train_y.astype(np.int64), val_idx=val_idx,
                   val_y=relabel[y_train[val_idx]].astype(np.int64), test_idx=test_idx,
                   test_y=relabel[y_test[test_idx]].astype(np.int64), train_group=y_train[train_idx],
-                  test_group=y_test[test_idx], n_classes=len(names), class_names=names)
+                  test_group=y_test[test_idx], n_classes=len(names), class_names=names,
+                  **({"lt_target": lt_target.astype(np.int64)} if family.startswith("lt") else {}))
     empty = [names[c] for c in range(len(names)) if not np.any(split.train_y == c)]
     if empty:
         raise SplitError(f"split '{name}' of '{dataset}' has no training example of class(es) {empty}; "

@@ -8,6 +8,6 @@ with log_to(snakemake.log[0]):
                              transformers, snakemake.input.split, snakemake.output.predictions,
                              snakemake.output.summary, snakemake.output.per_class, snakemake.output.per_group,
                              ks=list(snakemake.params.ks), transformer_k=snakemake.params.transformer_k,
-                             gate_k=snakemake.params.gate_k, dataset=snakemake.wildcards.dataset,
+                             gate_ks=list(snakemake.params.gate_ks), dataset=snakemake.wildcards.dataset,
                              split=snakemake.wildcards.split)
     print(summary.to_string())

@@ -10,5 +10,6 @@ with log_to(snakemake.log[0]):
                      snakemake.params.binarization)
     summary = estimate_stage(snakemake.wildcards.study, study, task, list(snakemake.input.shards),
                              dict(snakemake.output), influence=snakemake.params.influence,
+                             precision=snakemake.params.precision,
                              device=snakemake.params.device)
     print(summary)

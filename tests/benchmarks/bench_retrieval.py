@@ -68,7 +68,7 @@ def bench_backbone(batch_sizes, steps: int, warmup: int, device: str = "cpu") ->
     import torch
     import torch.nn.functional as F
 
-    from memgen.nets import resnet20
+    from memgen.nets import build_net
     from memgen.train import augment_batch
 
     rows = []
@@ -76,7 +76,7 @@ def bench_backbone(batch_sizes, steps: int, warmup: int, device: str = "cpu") ->
     for bs in batch_sizes:
         torch.manual_seed(0)
         gen = torch.Generator().manual_seed(0)
-        model = resnet20().to(device).to(memory_format=torch.channels_last)
+        model = build_net("resnet20").to(device).to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
         x = torch.randint(0, 256, (bs * 4, 3, 32, 32), dtype=torch.uint8, device=device)
         y = torch.randint(0, 10, (bs * 4,), device=device)

@@ -64,6 +64,7 @@ rule influence_estimate:
         study=lambda wc: estimate_settings(wc.study),
         binarization=lambda wc: study_binarization(wc.study),
         influence=INFLUENCE["influence"],
+        precision=INFLUENCE["precision"],
         device=config["device"],
     log:
         "results/logs/influence_estimate/{study}.log",

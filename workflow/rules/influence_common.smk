@@ -2,7 +2,7 @@
 # shards and inputs, and the files the tables and figures read. Included after lut.smk and retrieval.smk: studies
 # on embeddings use the retrieval study's backbones, studies on bits the LUT study's binarization.
 
-from memgen.influence.estimator import shard_path, shard_ranges
+from memgen.influence.estimator import shard_path, shard_ranges, study_seed
 
 validate(config["influence"], schema="../schemas/influence.schema.yaml")   # fills the schema's defaults
 INFLUENCE = config["influence"]
@@ -13,7 +13,7 @@ INFLUENCE_GPU = 1 if str(config["device"]).startswith("cuda") else 0
 def _check_studies():
     where = "influence.studies"
     for name, study in STUDIES.items():
-        study.setdefault("seed", config["seed"])   # the one default a schema cannot state: another key's value
+        study.setdefault("seed", study_seed(name, config["seed"]))   # a schema cannot state it: from the name
         dataset, split = study["dataset"], study["split"]
         if dataset not in DATASETS:
             raise ValueError(f"{where}.{name}: dataset '{dataset}' is not under datasets: in the config")

@@ -1,7 +1,38 @@
 # Included last: every other rules file has registered its report section and benchmarks by now.
 
 REPORT_SECTIONS["runtime"] = {"runtimes": "results/tables/runtimes.csv"}
+REPORT_SECTIONS["intro"].update(scorecard="results/tables/scorecard.csv")
+BENCHMARKS.append("results/benchmarks/scorecard.tsv")
 REPORT_TEMPLATES = [str(ROOT / "reports" / f"{section}.ipynb") for section in REPORT_SECTIONS]
+
+# The studies' tables that hold published numbers, by scorecard input name (a study not configured adds none).
+SCORECARD_INPUTS = {
+    **{f"lut_{name}": REPORT_SECTIONS["lut"][name] for name in ("table1", "table2", "table3", "table4")
+       if name in REPORT_SECTIONS.get("lut", {})},
+    **({"retrieval_table1": REPORT_SECTIONS["retrieval"]["table1"]} if "retrieval" in REPORT_SECTIONS else {}),
+    **({"influence_last_layer": REPORT_SECTIONS["influence"]["last_layer"]} if "influence" in REPORT_SECTIONS else {}),
+}
+
+
+rule scorecard:
+    """One scorecard across the three documents: published, measured, difference, tolerance and verdict of
+    every published number this run can be compared with."""
+    input:
+        **SCORECARD_INPUTS,
+        code=script_code("scorecard"),
+    output:
+        report("results/tables/scorecard.csv", caption="../report/scorecard.rst", category="Summary"),
+    log:
+        "results/logs/scorecard.log",
+    benchmark:
+        "results/benchmarks/scorecard.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=1000,
+    script:
+        "../../src/scripts/scorecard.py"
 
 
 rule runtime_table:
@@ -25,14 +56,17 @@ rule runtime_table:
 
 
 rule render_report:
-    """Execute each section's notebook (reports/<section>.ipynb) with papermill; join them into one HTML page."""
+    """Execute each section's notebook (reports/<section>.ipynb) with papermill; join them into one HTML page
+    that opens with the preset, the scorecard and the run's provenance (commit, config, versions, device)."""
     input:
         templates=REPORT_TEMPLATES,
         code=script_code("render_report", notebooks=REPORT_TEMPLATES),
+        runtimes="results/tables/runtimes.csv",
         **report_inputs(),
     output:
         html="results/report/study.html",
         notebook="results/report/study.ipynb",
+        provenance="results/report/provenance.json",
     params:
         sections=list(REPORT_SECTIONS),
     log:

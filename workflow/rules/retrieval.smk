@@ -120,7 +120,8 @@ rule neighbor_transformer:
 
 
 rule gate:
-    """Oracle gate (network vs 1-NN), a learned gate and kNN-LM interpolation, both fit on validation only."""
+    """Per k of retrieval.gate_ks: the oracle of (network, k-NN), a learned gate and kNN-LM interpolation between
+    the same two, both fit on validation only."""
     input:
         embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
         neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
@@ -130,7 +131,7 @@ rule gate:
         predictions="results/retrieval/{dataset}/{split}/gates.npz",
         info="results/retrieval/{dataset}/{split}/gates.json",
     params:
-        gate_k=RETRIEVAL["gate_k"],
+        gate_ks=RETRIEVAL["gate_ks"],
     log:
         "results/logs/gate/{dataset}/{split}.log",
     benchmark:
@@ -162,7 +163,7 @@ rule evaluate_retrieval:
     params:
         ks=RETRIEVAL["k"],
         transformer_k=TRANSFORMER["k"],
-        gate_k=RETRIEVAL["gate_k"],
+        gate_ks=RETRIEVAL["gate_ks"],
     log:
         "results/logs/evaluate_retrieval/{dataset}/{split}.log",
     benchmark:
@@ -216,7 +217,7 @@ rule retrieval_figures:
                         subcategory="Figures")
            for name, path in RETRIEVAL_FIGURES.items()},
     params:
-        methods=["network", f"{RETRIEVAL['gate_k']}-NN", "Learned gate network/k-NN"],
+        methods=["network", f"{RETRIEVAL['gate_ks'][0]}-NN", f"Learned gate network/{RETRIEVAL['gate_ks'][0]}-NN"],
     log:
         "results/logs/retrieval_figures.log",
     benchmark:

@@ -25,8 +25,8 @@ def _memory_pairs():
 RETRIEVAL_PAIRS = _memory_pairs()
 _tsplits = TRANSFORMER.get("splits")
 TRANSFORMER_PAIRS = [p for p in RETRIEVAL_PAIRS if _tsplits is None or p[1] in _tsplits.get(p[0], [])]
-if max(TRANSFORMER["k"], RETRIEVAL["gate_k"]) > max(RETRIEVAL["k"]):
-    raise ValueError("retrieval.transformer.k and retrieval.gate_k must not exceed max(retrieval.k)")
+if max(TRANSFORMER["k"], *RETRIEVAL["gate_ks"]) > max(RETRIEVAL["k"]):
+    raise ValueError("retrieval.transformer.k and retrieval.gate_ks must not exceed max(retrieval.k)")
 
 
 def backbone_settings(dataset, split):

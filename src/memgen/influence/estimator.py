@@ -33,9 +33,10 @@ import hashlib
 import json
 import os
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -79,6 +80,12 @@ def subset_indices(n: int, m: int, seed: int, k: int) -> np.ndarray:
 def model_seed(seed: int, k: int) -> int:
     """Training seed (63-bit) of model ``k``: a pure function of ``(seed, k)``, independent of the subset."""
     return int(_seq(seed, k, 1).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def study_seed(name: str, base_seed: int = 0) -> int:
+    """Default seed of a study: derived from its name (and the top-level seed), so that two studies draw
+    independent subsets unless the config gives them the same ``seed`` on purpose."""
+    return (zlib.crc32(name.encode()) + int(base_seed)) % 2 ** 31
 
 
 def labels_digest(y_train: np.ndarray, y_test: np.ndarray) -> str:
@@ -316,6 +323,126 @@ def _read_rows(path: Path, lo: int, hi: int, spec: ShardSpec, keys: Sequence[str
     return out
 
 
+# --- intervals and chance levels ------------------------------------------------------------------
+
+LEVEL = 0.95
+_EPS = 1e-9   # counts use mem >= theta - _EPS: mem = 0.25 exactly must count even after rounding
+
+
+def jeffreys_interval(successes, trials, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Jeffreys interval of a proportion: the ``(1 -/+ level) / 2`` quantiles of Beta(k + 1/2, n - k + 1/2),
+    with 0 (k = 0) and 1 (k = n) as the outer ends (Brown, Cai & DasGupta 2001).  Its width is positive
+    for every n >= 1, even when all n outcomes agree; NaN where n = 0."""
+    from scipy.stats import beta
+
+    k, n = np.asarray(successes, np.float64), np.asarray(trials, np.float64)
+    a = (1.0 - level) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lo = np.where(k > 0, beta.ppf(a, k + 0.5, n - k + 0.5), 0.0)
+        hi = np.where(k < n, beta.ppf(1 - a, k + 0.5, n - k + 0.5), 1.0)
+    lo, hi = np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
+    return lo, hi
+
+
+def mem_interval(k_in, n_in, k_out, n_out, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Interval of ``mem = p_in - p_out`` from the Jeffreys intervals of the two proportions, combined
+    by Newcombe's square-and-add rule (1998, the MOVER method): ``mem - sqrt((p_in - lo_in)^2 +
+    (hi_out - p_out)^2)`` to ``mem + sqrt((hi_in - p_in)^2 + (p_out - lo_out)^2)``."""
+    k_in, n_in = np.asarray(k_in, np.float64), np.asarray(n_in, np.float64)
+    k_out, n_out = np.asarray(k_out, np.float64), np.asarray(n_out, np.float64)
+    l1, u1 = jeffreys_interval(k_in, n_in, level)
+    l2, u2 = jeffreys_interval(k_out, n_out, level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p1, p2 = k_in / n_in, k_out / n_out
+    d = p1 - p2
+    return d - np.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + np.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def interval_se(lo, hi, level: float = LEVEL) -> np.ndarray:
+    """Standard error implied by an interval: its width over ``2 z`` (never 0, unlike the plug-in SE of a
+    0/1 sample whose outcomes all agree)."""
+    from scipy.stats import norm
+
+    return (np.asarray(hi) - np.asarray(lo)) / (2 * norm.ppf(0.5 + level / 2))
+
+
+NEGLIGIBLE = 1e-12   # tail probabilities whose Serfling bound is below this are taken as 0 (speed)
+
+
+def chance_probability(n_correct, n_in, t: int, theta: float, level: float | None = None) -> np.ndarray:
+    """Per example, the probability that ``mem >= theta`` (``level`` given: that the interval's lower
+    end ``>= theta``) when membership carries no information: the example's ``t`` in/out flags
+    permuted across its models, its correctness kept.  Then the number of correct in-subset models
+    is hypergeometric (t models, ``n_correct`` correct, ``n_in`` drawn), so the probability is exact
+    (up to :data:`NEGLIGIBLE` per example, where Serfling's bound for sampling without replacement shows
+    the tail is smaller).
+    Summed over examples it is the count above ``theta`` expected by chance at this ``t``."""
+    from scipy.stats import hypergeom
+
+    C, m = np.asarray(n_correct, np.int64), np.asarray(n_in, np.int64)
+    n_out = t - m
+    lo_s, hi_s = np.maximum(0, m - (t - C)), np.minimum(C, m)          # support of the in-subset count
+    # mem(s) = s / m - (C - s) / n_out >= theta  <=>  s >= m (theta n_out + C) / t
+    first = np.maximum(np.ceil(m * ((theta - _EPS) * n_out + C) / t).astype(np.int64), lo_s)
+    excess = np.maximum(first - m * C / t, 0.0)                          # above the mean of the in-subset count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = np.exp(-2 * excess ** 2 / (np.maximum(m, 1) * (1 - (m - 1) / t)))
+        live = (first <= hi_s) & (bound >= NEGLIGIBLE)
+    if level is not None:
+        # smallest s whose lower end clears theta (the lower end grows with s; it never exceeds mem, so
+        # only examples whose point tail is not negligible can): bisection on the support
+        rows = np.flatnonzero(live)
+        lo, hi = first[rows], hi_s[rows] + 1                              # answer in [lo, hi]; hi = none
+        mr, Cr, nr = m[rows], C[rows], n_out[rows]
+        while np.any(lo < hi):
+            mid = (lo + hi) // 2
+            ok = mem_interval(mid, mr, Cr - mid, nr, level)[0] >= theta - _EPS
+            hi = np.where((lo < hi) & ok, mid, hi)
+            lo = np.where((lo < hi) & ~ok, mid + 1, lo)
+        first = first.copy()
+        first[rows] = lo
+        live &= first <= hi_s
+    p = np.zeros(len(C))
+    p[live] = hypergeom.sf(first[live] - 1, t, C[live], m[live])
+    return np.where((m >= 1) & (n_out >= 1), p, np.nan)
+
+
+def threshold_counts(mem, mem_lo, n_correct, n_in, t: int, thetas: Sequence[float],
+                     level: float = LEVEL) -> pd.DataFrame:
+    """Every count above a threshold three ways, per ``theta``: ``count`` (``mem >= theta``),
+    ``count_lower`` (the interval's lower end ``>= theta``: the examples reliably above it) and
+    ``chance_count`` / ``chance_count_lower`` (the same counts expected by chance at this ``t``: see
+    :func:`chance_probability`).  A point count near its chance count is estimation noise."""
+    mem, mem_lo = np.asarray(mem, float), np.asarray(mem_lo, float)
+    rows = []
+    for theta in thetas:
+        rows.append({"theta": float(theta), "count": int(np.sum(mem >= theta - _EPS)),
+                     "count_lower": int(np.sum(mem_lo >= theta - _EPS)),
+                     "chance_count": float(np.nansum(chance_probability(n_correct, n_in, t, theta))),
+                     "chance_count_lower": float(np.nansum(chance_probability(n_correct, n_in, t, theta, level)))})
+    return pd.DataFrame(rows)
+
+
+PRECISION = (0.05, 0.95)   # default target: SE of mem <= 0.05 for 95% of the examples
+
+
+def t_for_precision(k_in, n_in, k_out, n_out, ratio: float, target_se: float = PRECISION[0],
+                    fraction: float = PRECISION[1]) -> float:
+    """Models needed for ``fraction`` of the examples to have a standard error of ``mem`` <= ``target_se``.
+
+    With ``t`` models an example is in about ``ratio t`` subsets, so ``t SE^2 ~ v_in / ratio +
+    v_out / (1 - ratio)`` with ``v = p (1 - p)`` of its in- and out-of-subset accuracies.  The
+    accuracies are the Jeffreys posterior means ``(k + 1/2) / (n + 1)`` of the counts measured so far
+    (an example all models agree on still has a variance); the answer is the ``fraction`` quantile of
+    the examples' ``v / target_se^2``.  Computed at each convergence checkpoint, it shows whether the
+    prediction has settled."""
+    k_in, n_in, k_out, n_out = (np.asarray(x, np.float64) for x in (k_in, n_in, k_out, n_out))
+    p_in, p_out = (k_in + 0.5) / (n_in + 1), (k_out + 0.5) / (n_out + 1)
+    need = (p_in * (1 - p_in) / ratio + p_out * (1 - p_out) / (1 - ratio)) / target_se ** 2
+    need = need[(n_in > 0) & (n_out > 0)]
+    return float(np.ceil(np.quantile(need, fraction))) if len(need) else np.nan
+
+
 # --- estimation -----------------------------------------------------------------------------------
 
 class _Acc:
@@ -342,7 +469,9 @@ class _Acc:
             self.n_in[h] += m.sum(0)
             self.t[h] += int(rows.sum())
 
-    def stats(self, half: int | None = None) -> dict:
+    def stats(self, half: int | None = None, binary: bool = False) -> dict:
+        """Means, plug-in SEs and (``binary``: 0/1 scores) Jeffreys intervals of ``mem`` and of the
+        held-out accuracy, and the number of models correct on each example."""
         sel = slice(None) if half is None else slice(half, half + 1)
         s_in, q_in, s_all, q_all = (x[sel].sum(0) for x in (self.s_in, self.q_in, self.s_all, self.q_all))
         n_in, t = self.n_in[sel].sum(0), self.t[sel].sum()
@@ -359,8 +488,14 @@ class _Acc:
         se_in[bad_in] = np.nan
         se_out[bad_out] = np.nan
         se[bad_in | bad_out] = np.nan
-        return {"mem": mean_in - mean_out, "se": se, "in_mean": mean_in, "out_mean": mean_out,
-                "in_se": se_in, "out_se": se_out, "n_in": n_in}
+        out = {"mem": mean_in - mean_out, "se": se, "in_mean": mean_in, "out_mean": mean_out,
+               "in_se": se_in, "out_se": se_out, "n_in": n_in}
+        if binary:
+            k_in, k_out = np.rint(s_in), np.rint(s_all - s_in)
+            out["lo"], out["hi"] = mem_interval(k_in, n_in, k_out, n_out)
+            out["out_lo"], out["out_hi"] = jeffreys_interval(k_out, n_out)
+            out["n_correct"] = np.rint(s_all).astype(np.int64)
+        return out
 
 
 def _split_half(acc: _Acc) -> tuple[float, float]:
@@ -410,6 +545,32 @@ class Estimate:
         return self.stats["correct"]["se"]
 
     @property
+    def mem_lo(self) -> np.ndarray:
+        """Lower end of the 95% interval of ``mem`` (:func:`mem_interval`)."""
+        return self.stats["correct"]["lo"]
+
+    @property
+    def mem_hi(self) -> np.ndarray:
+        return self.stats["correct"]["hi"]
+
+    @property
+    def n_correct(self) -> np.ndarray:
+        """Number of the ``t`` models correct on each training example."""
+        return self.stats["correct"]["n_correct"]
+
+    def threshold_counts(self, thetas: Sequence[float]) -> pd.DataFrame:
+        """Point, lower-bound and chance counts above each ``theta`` (:func:`threshold_counts`)."""
+        return threshold_counts(self.mem, self.mem_lo, self.n_correct, self.n_in, self.t, thetas)
+
+    def t_for_precision(self, target_se: float = PRECISION[0], fraction: float = PRECISION[1]) -> float:
+        """Models needed for ``fraction`` of the examples to have SE(mem) <= ``target_se``, from all
+        ``t`` models (:func:`t_for_precision`; the convergence table has it at every checkpoint)."""
+        c = self.stats["correct"]
+        k_in = np.rint(c["in_mean"] * self.n_in)
+        return t_for_precision(k_in, self.n_in, self.n_correct - k_in, self.t - self.n_in, self.spec.ratio,
+                               target_se, fraction)
+
+    @property
     def heldout(self) -> np.ndarray:
         """``P[correct on i | i not in subset]``: the C-score estimate at this subset ratio."""
         return self.stats["correct"]["out_mean"]
@@ -433,6 +594,11 @@ class Estimate:
         df["in_acc"] = c["in_mean"]
         df["n_in"] = self.n_in
         df["n_out"] = self.t - self.n_in
+        df["mem_lo"] = c["lo"]
+        df["mem_hi"] = c["hi"]
+        df["heldout_acc_lo"] = c["out_lo"]
+        df["heldout_acc_hi"] = c["out_hi"]
+        df["n_correct"] = c["n_correct"]
         for kind in self.stats:
             if kind != "correct":
                 df[f"mem_{kind}"] = self.stats[kind]["mem"]
@@ -459,10 +625,17 @@ class Estimate:
         if self.top_pos is None:
             raise ValueError("influence was not computed; call estimate(..., influence=True)")
         n_test, k = self.top_pos.shape
-        return pd.DataFrame({"test_index": np.repeat(self._test_index(), k),
-                             "rank": np.tile(np.arange(k), n_test),
-                             "train_index": self._train_index()[self.top_pos.ravel()],
-                             "infl": self.top_infl.ravel(), "infl_se": self.top_se.ravel()})
+        pos = self.top_pos.ravel()
+        found = pos >= 0   # position -1: fewer candidate rows than top_k (e.g. nothing memorized)
+        return pd.DataFrame({"test_index": np.repeat(self._test_index(), k)[found],
+                             "rank": np.tile(np.arange(k), n_test)[found],
+                             "train_index": self._train_index()[pos[found]],
+                             "infl": self.top_infl.ravel()[found], "infl_se": self.top_se.ravel()[found]})
+
+    def top_train_index(self) -> np.ndarray:
+        """``[n_test, top_k]`` dataset indices of every test example's top influencers; -1 where there is
+        no such training example (fewer candidates than ``top_k``)."""
+        return np.where(self.top_pos >= 0, self._train_index()[np.maximum(self.top_pos, 0)], -1)
 
     def write_scores(self, csv_path: str | os.PathLike | None = None,
                      npz_path: str | os.PathLike | None = None) -> None:
@@ -477,7 +650,7 @@ class Estimate:
             for kind, (ts, mem_t, se_t) in self.mem_by_t.items():
                 arrays[f"by_t_{kind}_t"], arrays[f"by_t_{kind}_mem"], arrays[f"by_t_{kind}_se"] = ts, mem_t, se_t
             if self.top_pos is not None:
-                arrays["top_train_index"] = self._train_index()[self.top_pos]
+                arrays["top_train_index"] = self.top_train_index()
                 arrays["top_infl"] = self.top_infl
                 arrays["top_infl_se"] = self.top_se
                 arrays["test_index"] = self._test_index()
@@ -503,7 +676,7 @@ def estimate(paths: Sequence, spec: ShardSpec | None = None, *, t: int | None = 
              kinds: Sequence[str] = SCORE_KINDS, influence: bool = True, infl_score: str = "correct",
              infl_threshold: float = 0.15, mem_threshold: float = 0.25, top_k: int = 4,
              checkpoints: Sequence[int] | None = None, block_size: int = 1024, device: str = "cpu",
-             influence_rows: str = "all",
+             influence_rows: str = "all", precision: tuple[float, float] = PRECISION,
              train_index=None, test_index=None, y_train=None, y_test=None,
              show_progress: bool = True) -> Estimate:
     """Estimate memorization, held-out accuracy and influence from the shards of models ``0..t-1``.
@@ -514,7 +687,13 @@ def estimate(paths: Sequence, spec: ShardSpec | None = None, *, t: int | None = 
     ``mem >= mem_threshold`` (mem from 0/1 correctness), and every test example's ``top_k``
     influencers (among all training examples, or with ``influence_rows="memorized"`` among the
     memorized ones only: same pairs, far less work).  ``checkpoints``: the ``t`` values at which the
-    estimates are also reported (convergence); default 4, 8, 16, ..., t.
+    estimates are also reported (convergence); default 4, 8, 16, ..., t.  ``precision``
+    ``(target_se, fraction)``: the convergence table's ``t_for_precision`` is the number of models
+    needed for ``fraction`` of the examples to reach ``SE(mem) <= target_se`` (:func:`t_for_precision`).
+
+    Every 0/1 estimate also gets a 95% interval that never has width 0 (Jeffreys intervals of the two
+    accuracies, combined for ``mem``: :func:`mem_interval`); :meth:`Estimate.threshold_counts` gives
+    counts above thresholds with their lower-bound and chance versions.
 
     Standard errors are the plug-in ``sqrt(var_in / n_in + var_out / n_out)`` (sample variances;
     0 when all models agree, NaN with fewer than 2 models on a side).  ``Estimate.convergence``
@@ -572,12 +751,20 @@ def estimate(paths: Sequence, spec: ShardSpec | None = None, *, t: int | None = 
             a = b
             if done == nxt:
                 for kind in kinds:
-                    st = accs[kind].stats()
+                    st = accs[kind].stats(binary=kind == "correct")
                     by_t[kind][0].append(done)
                     by_t[kind][1].append(st["mem"].astype(np.float32))
                     by_t[kind][2].append(st["se"].astype(np.float32))
-                    conv_rows.append({"score": kind, "t": done, "split_half": _split_half(accs[kind])})
-    stats = {kind: accs[kind].stats() for kind in kinds}
+                    row = {"score": kind, "t": done, "split_half": _split_half(accs[kind])}
+                    if kind == "correct":
+                        ci_se = interval_se(st["lo"], st["hi"])
+                        row["interval_se_q95"] = float(np.nanquantile(ci_se, 0.95)) if np.isfinite(ci_se).any() \
+                            else np.nan
+                        k_in = np.rint(st["in_mean"] * st["n_in"])
+                        row["t_for_precision"] = t_for_precision(
+                            k_in, st["n_in"], st["n_correct"] - k_in, done - st["n_in"], spec.ratio, *precision)
+                    conv_rows.append(row)
+    stats = {kind: accs[kind].stats(binary=kind == "correct") for kind in kinds}
     n_in = stats["correct"].pop("n_in")
     for kind in kinds:
         stats[kind].pop("n_in", None)
@@ -718,22 +905,6 @@ def mem_histogram(mem: np.ndarray, bins: int | Sequence[float] = 20, value_range
     return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
 
 
-def count_above(mem: np.ndarray, thresholds: Sequence[float] = (0.25,),
-                labels: np.ndarray | None = None) -> pd.DataFrame:
-    """Number and fraction of examples with ``mem >= theta`` (per class too when ``labels`` given)."""
-    mem = np.asarray(mem, dtype=float)
-    rows = []
-    groups = [("all", np.ones(len(mem), bool))]
-    if labels is not None:
-        labels = np.asarray(labels)
-        groups += [(int(c), labels == c) for c in np.unique(labels)]
-    for theta in thresholds:
-        for name, sel in groups:
-            k = int(np.sum(mem[sel] >= theta))
-            rows.append({"theta": float(theta), "class": name, "count": k, "fraction": k / max(int(sel.sum()), 1)})
-    return pd.DataFrame(rows)
-
-
 def most_memorized(mem: np.ndarray, labels: np.ndarray, per_class: int = 10,
                    index: np.ndarray | None = None) -> pd.DataFrame:
     """The ``per_class`` most memorized examples of each class (for an image grid):
@@ -814,11 +985,14 @@ def consistency_infl(pairs_a: pd.DataFrame, pairs_b: pd.DataFrame, thetas: Seque
 
 
 def removal_experiment(learner, mem: np.ndarray, thetas: Sequence[float], trials: int = 5, seed: int = 0,
-                       show_progress: bool = True) -> pd.DataFrame:
+                       show_progress: bool = True, trial_learner: Callable[[int], object] | None = None
+                       ) -> pd.DataFrame:
     """Figure 2: for each ``theta`` drop the examples with ``mem >= theta`` ("memorized") or the same
     number chosen at random ("random"), train on the rest of the whole training set and measure
     test accuracy.  Trial ``r`` uses the same training seed for both kinds (paired comparison);
-    the random sets are a pure function of ``(seed, theta index, r)``.
+    the random sets are a pure function of ``(seed, theta index, r)``.  ``trial_learner(r)``, when
+    given, trains trial ``r`` instead of ``learner``: for a learner that ignores the model seed (the
+    linear probe's batch order is a setting), the way to make its trials differ.
 
     Returns one row per (theta, kind, trial): ``n_removed``, ``frac_remaining``, ``test_acc``;
     :func:`summarize_removal` gives mean and spread.
@@ -841,13 +1015,14 @@ def removal_experiment(learner, mem: np.ndarray, thetas: Sequence[float], trials
             s = model_seed(seed, 10_000_000 + r)
             jobs.append((theta, "memorized", r, len(removed), keep_mem, s))
             jobs.append((theta, "random", r, len(removed), keep_rand, s))
-    # one learner call per subset size so that batched learners train equal-size subsets together
-    by_size: dict[int, list[int]] = {}
+    # one learner call per (trial learner, subset size) so that batched learners train equal-size subsets together
+    by_size: dict[tuple[int, int], list[int]] = {}
     for q, job in enumerate(jobs):
-        by_size.setdefault(len(job[4]), []).append(q)
+        by_size.setdefault((job[2] if trial_learner else 0, len(job[4])), []).append(q)
     acc = np.empty(len(jobs))
-    for size, qs in progress(list(by_size.items()), desc="removal", disable=not show_progress):
-        out = learner.fit_predict([jobs[q][4] for q in qs], [jobs[q][5] for q in qs])
+    for (r, _), qs in progress(list(by_size.items()), desc="removal", disable=not show_progress):
+        fit = (trial_learner(r) if trial_learner else learner).fit_predict
+        out = fit([jobs[q][4] for q in qs], [jobs[q][5] for q in qs])
         acc[qs] = out.correct_test.mean(1)
     for q, (theta, kind, r, k, keep, _) in enumerate(jobs):
         rows.append({"theta": float(theta), "kind": kind, "trial": r, "n_removed": k,
@@ -855,9 +1030,17 @@ def removal_experiment(learner, mem: np.ndarray, thetas: Sequence[float], trials
     return pd.DataFrame(rows)
 
 
-def summarize_removal(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over trials of the removal experiment (Figure 2)."""
+def summarize_removal(df: pd.DataFrame, *, representation_retrained: bool, seeded_trials: bool) -> pd.DataFrame:
+    """Mean and standard deviation over trials of the removal experiment (Figure 2), with what the
+    numbers mean: ``representation_retrained`` (False: only a last layer / memory on fixed features
+    was refit without the removed examples, not the document's experiment) and ``spread`` --
+    ``measured`` where the trials' models differ, ``zero by construction`` where they cannot
+    (a learner that is a function of its training set, removing the same memorized set each trial)."""
     g = df.groupby(["theta", "kind"], sort=True)
-    return g.agg(test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
-                 trials=("test_acc", "size"), n_removed=("n_removed", "first"),
-                 frac_remaining=("frac_remaining", "first")).reset_index()
+    out = g.agg(test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std"),
+                trials=("test_acc", "size"), n_removed=("n_removed", "first"),
+                frac_remaining=("frac_remaining", "first")).reset_index()
+    out["representation_retrained"] = bool(representation_retrained)
+    fixed = (out["kind"] == "memorized") & (not seeded_trials)
+    out["spread"] = np.where(out["trials"] < 2, "one trial", np.where(fixed, "zero by construction", "measured"))
+    return out

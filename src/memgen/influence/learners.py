@@ -24,6 +24,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from memgen.knn import vote
 from memgen.runtime import progress, resolve_device, save_npz
 
 
@@ -364,13 +365,6 @@ class MLPLearner:
         n = self.n_train
         return Outputs(correct[:, :n], correct[:, n:], prob[:, :n], prob[:, n:], margin[:, :n], margin[:, n:])
 
-    def train_flops(self, m: int) -> float:
-        """Floating-point operations of one model's training on ``m`` examples (2 per multiply-add;
-        forward, input-gradient and weight-gradient products, not the first layer's input gradient)."""
-        macs = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
-        first = self.sizes[0] * self.sizes[1]
-        return 2.0 * self.epochs * m * (3 * macs - first)
-
 
 # --- linear probe ---------------------------------------------------------------------------------
 
@@ -534,13 +528,10 @@ class LinearProbe:
 # --- k-nearest neighbours -------------------------------------------------------------------------
 
 def knn_vote(labels: np.ndarray, y: np.ndarray, k: int):
-    """Majority vote over neighbour labels ``[..., k]`` (nearest first); ties go to the tied class whose
-    nearest member is nearest.  Returns (prediction, correct, true-class vote share, margin), where
+    """Majority vote over neighbour labels ``[..., k]`` (nearest first) by :func:`memgen.knn.vote`: ties go
+    to the tied class whose nearest member is nearest.  Returns (prediction, correct, true-class vote share, margin), where
     margin = (votes of the true class - most votes of another class) / k."""
-    same = labels[..., :, None] == labels[..., None, :]          # [..., k, k]
-    counts = same.sum(-1)                                         # votes of the class at each position
-    win = counts.argmax(-1)                                       # first maximum = nearest among tied classes
-    pred = np.take_along_axis(labels, win[..., None], -1)[..., 0]
+    pred, counts = vote(labels)                                   # votes of the class at each position
     is_true = labels == y[..., None] if np.ndim(y) else labels == y
     votes_true = is_true.sum(-1)
     votes_other = np.where(is_true, 0, counts).max(-1)

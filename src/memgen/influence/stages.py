@@ -111,26 +111,37 @@ def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, rat
 
 
 def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, outputs: dict, *,
-                   influence: dict, device: str = "auto") -> dict:
+                   influence: dict, precision: dict, device: str = "auto") -> dict:
     """Memorization, held-out accuracy and influence from the study's shards; writes ``outputs``
-    (scores_csv, scores_npz, pairs, influencers, convergence, summary) and returns the summary."""
+    (scores_csv, scores_npz, pairs, influencers, convergence, summary) and returns the summary.
+
+    The summary gives the count of ``mem >= 0.25`` three ways (point, lower end of the interval,
+    chance level at this t) and the t needed for ``precision`` (``se``, ``fraction``)."""
+    target = (float(precision["se"]), float(precision["fraction"]))
     est = estimate(list(shard_paths), t=int(study["t"]), infl_threshold=influence["threshold"],
                    mem_threshold=influence["mem_threshold"], top_k=influence["top_k"],
-                   influence_rows=influence["rows"], device=resolve_device(device),
+                   influence_rows=influence["rows"], precision=target, device=resolve_device(device),
                    train_index=task.train_index, test_index=task.test_index, y_train=task.y_train,
                    y_test=task.y_test)
     est.write_scores(outputs["scores_csv"], outputs["scores_npz"])
     est.write_pairs(outputs["pairs"])
     write_csv(outputs["influencers"], est.top_influencers_frame())
     write_csv(outputs["convergence"], est.convergence.assign(study=name))
+    counts = est.threshold_counts([MEM_THETA]).iloc[0]
     prob = est.stats["prob"]["mem"] if "prob" in est.stats else np.full(est.spec.n_train, np.nan)
     summary = {
         "study": name, "dataset": study["dataset"], "split": study["split"], "learner": study["learner"],
         "features": study["features"], "learner_name": est.spec.learner, "t": est.t, "ratio": est.spec.ratio,
         "seed": est.spec.seed, "n_train": est.spec.n_train, "n_test": est.spec.n_test,
         "test_acc_mean": float(np.mean(est.model_test_acc)), "test_acc_std": float(np.std(est.model_test_acc)),
-        "n_mem_ge_0.25": int(np.sum(est.mem >= MEM_THETA)), "n_mem_prob_ge_0.25": int(np.sum(prob >= MEM_THETA)),
+        "n_mem_ge_0.25": int(counts["count"]), "n_mem_lower_ge_0.25": int(counts["count_lower"]),
+        "chance_n_mem_ge_0.25": float(counts["chance_count"]),
+        "chance_n_mem_lower_ge_0.25": float(counts["chance_count_lower"]),
+        "n_mem_prob_ge_0.25": int(np.sum(prob >= MEM_THETA)),
         "mean_mem": float(np.nanmean(est.mem)), "median_mem_se": float(np.nanmedian(est.mem_se)),
+        "median_mem_interval_width": float(np.nanmedian(est.mem_hi - est.mem_lo)),
+        "precision_se": target[0], "precision_fraction": target[1],
+        "t_for_precision": est.t_for_precision(*target),
         "n_pairs": int(len(est.pairs)) if est.pairs is not None else 0,
         "timings_s": est.timings,
     }
@@ -139,9 +150,22 @@ def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, output
 
 
 def removal_stage(study: dict, task: Task, scores_npz, out_csv, *, thetas, trials: int, device: str = "auto") -> None:
-    """Figure 2: retrain without the examples with ``mem >= theta`` and without as many random ones."""
+    """Figure 2: retrain without the examples with ``mem >= theta`` and without as many random ones.
+
+    Trials of the linear probe use batch order ``order_seed + r`` (trial r); the table marks whether the
+    representation was retrained (``features: embeddings``: no) and whether the trials can differ."""
     with np.load(scores_npz) as z:
         mem = z["mem"]
     learner = build_learner(study, task, device=device)
-    df = removal_experiment(learner, mem, thetas, trials=trials, seed=int(study["seed"]))
+    trial_learner = None
+    if study["learner"] == "linear":
+        settings = dict(study.get("settings") or {})
+        base = int(settings.get("order_seed", 0))
+
+        def trial_learner(r):
+            return learner if r == 0 else build_learner(
+                {**study, "settings": {**settings, "order_seed": base + r}}, task, device=device)
+    df = removal_experiment(learner, mem, thetas, trials=trials, seed=int(study["seed"]), trial_learner=trial_learner)
+    df["representation_retrained"] = study["features"] != "embeddings"
+    df["seeded_trials"] = study["learner"] != "knn"      # a k-NN is a function of its training set
     write_csv(out_csv, df)

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memgen.influence.estimator import consistency_infl, consistency_mem, count_above, mem_histogram, summarize_removal
+from memgen.influence.estimator import consistency_infl, consistency_mem, mem_histogram, summarize_removal, threshold_counts
 from memgen.runtime import write_csv
+from memgen.scorecard import anchor
 
 
 # The document's last-layer experiment (CIFAR-100, ResNet50 representations; t = 4,000 models at m = 0.7 n).
@@ -38,9 +39,61 @@ def load_mem(scores_npz) -> np.ndarray:
         return z["mem"]
 
 
-def consistency_table(pairs_of_studies, scores: dict, pair_csvs: dict, thetas, infl_thetas) -> pd.DataFrame:
+def study_counts(scores_npz, thetas) -> pd.DataFrame:
+    """Point, lower-bound and chance counts above each theta from a study's scores.npz."""
+    with np.load(scores_npz) as z:
+        return threshold_counts(z["mem"], z["mem_lo"], z["n_correct"], z["n_in"], int(z["t"]), thetas)
+
+
+def summary_table(summaries: pd.DataFrame, counts: dict) -> pd.DataFrame:
+    """The per-study summary with, per theta, ``count_mem_ge_{theta}`` (point count),
+    ``lower_mem_ge_{theta}`` (examples whose interval's lower end clears theta: the reliable count) and
+    ``chance_mem_ge_{theta}`` (the point count expected by chance at the study's t)."""
+    wide = []
+    for study, c in counts.items():
+        row = {"study": study}
+        for _, r in c.iterrows():
+            th = f"{r['theta']:g}"
+            row[f"count_mem_ge_{th}"] = int(r["count"])
+            row[f"lower_mem_ge_{th}"] = int(r["count_lower"])
+            row[f"chance_mem_ge_{th}"] = round(float(r["chance_count"]), 1)
+        wide.append(row)
+    wide = pd.DataFrame(wide)
+    clash = sorted(set(wide.columns) & set(summaries.columns) - {"study"})
+    if clash:
+        raise ValueError(f"summary columns {clash} exist in the studies' summary.json too; rename one of them")
+    return summaries.merge(wide, on="study")
+
+
+ALGORITHM_KEYS = ("dataset", "split", "learner", "features")
+
+
+def same_algorithm(a: dict, b: dict) -> bool:
+    """Two study configs run the same algorithm on the same task: they differ at most in seeds
+    (``seed``, the linear probe's ``order_seed``), t and how the work is cut."""
+    def settings(s):
+        return {k: v for k, v in (s.get("settings") or {}).items() if k != "order_seed"}
+    return all(a.get(k) == b.get(k) for k in ALGORITHM_KEYS) and settings(a) == settings(b)
+
+
+def _subsets(scores_npz) -> tuple[int, float, int]:
+    with np.load(scores_npz) as z:
+        return int(z["seed"]), float(z["ratio"]), len(z["mem"])
+
+
+FLOOR_COLUMNS = ("D_mem", "J_mem", "J_infl", "D_infl_common")
+
+
+def consistency_table(pairs_of_studies, scores: dict, pair_csvs: dict, thetas, infl_thetas,
+                      studies: dict) -> pd.DataFrame:
     """Figure 7: D_mem / J_mem (and J_infl / D_infl on the pairs both kept) between two studies of the
-    same training set, for every configured pair."""
+    same training set, for every configured pair.
+
+    ``shared_subsets`` says whether the two studies trained on the same subsets (same seed and ratio,
+    read from their scores): their noise is then correlated, which raises J and lowers D.  Every row
+    also shows the noise floor: the same quantity between two independent runs (subsets not shared)
+    of one algorithm on the same task (``floor_a`` / ``floor_b``, a configured pair; empty when none is
+    configured) -- a cross-study number at its floor is as consistent as the estimator can show."""
     frames = []
     for a, b in pairs_of_studies:
         ma, mb = load_mem(scores[a]), load_mem(scores[b])
@@ -50,11 +103,33 @@ def consistency_table(pairs_of_studies, scores: dict, pair_csvs: dict, thetas, i
         m = consistency_mem(ma, mb, thetas).assign(kind="mem")
         pa, pb = pd.read_csv(pair_csvs[a]), pd.read_csv(pair_csvs[b])
         i = consistency_infl(pa, pb, infl_thetas).assign(kind="infl")
-        frames.append(pd.concat([m, i], ignore_index=True).assign(a=a, b=b))
-    cols = ["a", "b", "kind", "theta", "n_a", "n_b", "n_union", "D_mem", "J_mem", "J_infl", "D_infl_common"]
+        (seed_a, ratio_a, _), (seed_b, ratio_b, _) = _subsets(scores[a]), _subsets(scores[b])
+        frames.append(pd.concat([m, i], ignore_index=True).assign(
+            a=a, b=b, seed_a=seed_a, seed_b=seed_b, shared_subsets=(seed_a, ratio_a) == (seed_b, ratio_b),
+            same_algorithm=same_algorithm(studies[a], studies[b])))
+    cols = ["a", "b", "seed_a", "seed_b", "shared_subsets", "same_algorithm", "kind", "theta", "n_a", "n_b",
+            "n_union", "D_mem", "J_mem", "J_infl", "D_infl_common", "floor_a", "floor_b"] + \
+        [f"{c}_floor" for c in FLOOR_COLUMNS]
     if not frames:
         return pd.DataFrame(columns=cols)
     df = pd.concat(frames, ignore_index=True)
+    df["floor_a"], df["floor_b"] = "", ""
+    for c in FLOOR_COLUMNS:
+        df[f"{c}_floor"] = np.nan
+    for (a, b), frame in zip(pairs_of_studies, frames):
+        task = (studies[a]["dataset"], studies[a]["split"])
+        floors = [(x, y) for (x, y), f in zip(pairs_of_studies, frames)
+                  if f["same_algorithm"].iloc[0] and not f["shared_subsets"].iloc[0]
+                  and (studies[x]["dataset"], studies[x]["split"]) == task]
+        if not floors:
+            continue
+        fa, fb = floors[0]
+        floor = df[(df.a == fa) & (df.b == fb)].set_index(["kind", "theta"])
+        rows = (df.a == a) & (df.b == b)
+        df.loc[rows, "floor_a"], df.loc[rows, "floor_b"] = fa, fb
+        keys = list(zip(df.loc[rows, "kind"], df.loc[rows, "theta"]))
+        for c in FLOOR_COLUMNS:
+            df.loc[rows, f"{c}_floor"] = [floor[c].get(k, np.nan) for k in keys]
     return df.reindex(columns=cols)
 
 
@@ -98,24 +173,51 @@ def write_tables(studies: dict, inputs: dict, outputs: dict, *, consistency, las
                  thetas, infl_thetas, backbone_embeddings=None) -> None:
     """Every table of the report section (see workflow/rules/influence.smk for the files)."""
     summaries = read_summaries(inputs["summaries"])
-    counts = []
-    hist = []
-    for name in studies:
-        mem = load_mem(inputs["scores"][name])
-        counts.append(count_above(mem, thetas).query("`class` == 'all'").drop(columns="class").assign(study=name))
-        hist.append(mem_histogram(mem).assign(study=name))
-    summary = summaries.merge(pd.concat(counts).pivot(index="study", columns="theta", values="count")
-                              .rename(columns=lambda th: f"count_mem_ge_{th:g}").reset_index(), on="study")
-    write_csv(outputs["summary"], summary)
+    hist = [mem_histogram(load_mem(inputs["scores"][name])).assign(study=name) for name in studies]
+    counts = {name: study_counts(inputs["scores"][name], thetas) for name in studies}
+    write_csv(outputs["summary"], summary_table(summaries, counts))
     write_csv(outputs["histograms"], pd.concat(hist, ignore_index=True))
     conv = pd.concat([pd.read_csv(p) for p in inputs["convergence"].values()], ignore_index=True)
     write_csv(outputs["convergence"], conv)
     write_csv(outputs["consistency"], consistency_table(consistency, inputs["scores"], inputs["pairs"], thetas,
-                                                         infl_thetas))
-    removal = [summarize_removal(pd.read_csv(p)).assign(study=s) for s, p in inputs["removal"].items()]
+                                                         infl_thetas, studies))
+    removal = []
+    for study, path in inputs["removal"].items():
+        df = pd.read_csv(path)
+        removal.append(summarize_removal(df, representation_retrained=bool(df["representation_retrained"].iloc[0]),
+                                         seeded_trials=bool(df["seeded_trials"].iloc[0])).assign(study=study))
     write_csv(outputs["removal"], pd.concat(removal, ignore_index=True) if removal else
                pd.DataFrame(columns=["theta", "kind", "test_acc_mean", "test_acc_std", "trials", "n_removed",
-                                     "frac_remaining", "study"]))
+                                     "frac_remaining", "representation_retrained", "spread", "study"]))
     metrics = backbone_test_accuracy(backbone_embeddings) if backbone_embeddings else None
     write_csv(outputs["last_layer"], last_layer_table(summaries, last_layer.get("linear"), last_layer.get("network"),
                                                        metrics))
+
+
+def scorecard_rows(last_layer: pd.DataFrame) -> list[dict]:
+    """The last-layer finding: the published numbers (CIFAR-100, ResNet50) set beside this run for orientation,
+    and the claim they support, checked: full networks memorize many more examples than linear models on
+    frozen features."""
+    published_column = next(c for c in last_layer.columns if c.startswith("published"))
+    table = last_layer.set_index("quantity")
+    rows = []
+    for quantity, r in table.iterrows():
+        counts = quantity.startswith("examples")
+        rows.append({"document": "F&Z", "item": f"Last layer: {quantity}", "published": r[published_column],
+                     "measured": r["measured"], "difference": np.nan, "tolerance": np.nan,
+                     "verdict": "not measured" if pd.isna(r["measured"]) else "orientation only (other data set)",
+                     "decimals": 0 if counts else 1, "anchor": anchor("F&Z last layer")})
+    counts = table[table.index.str.startswith("examples")]
+    linear = counts[counts.index.str.contains("linear")]
+    network = counts[counts.index.str.contains("full network")]
+    if len(linear) and len(network):
+        pub_lin, pub_net = linear[published_column].iloc[0], network[published_column].iloc[0]
+        lin, net = linear["measured"].iloc[0], network["measured"].iloc[0]
+        measured = net / max(lin, 1) if np.isfinite(lin) and np.isfinite(net) else np.nan
+        rows.append({"document": "F&Z", "item": "Last layer: full networks memorize more examples than linear "
+                     "models (ratio of the counts, linear count at least 1)", "published": pub_net / max(pub_lin, 1),
+                     "measured": measured, "difference": np.nan, "tolerance": np.nan,
+                     "verdict": "not measured" if not np.isfinite(measured) else
+                     "holds" if measured > 1 else "does not hold",
+                     "decimals": 1, "anchor": anchor("F&Z last layer")})
+    return rows

@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from memgen.bits import parse_coding
+from memgen.scorecard import DATASET_NAMES, anchor, group_verdict
 
 TOLERANCE = 0.03          # |measured - published| within this counts as reproduced (numbers are given to 2 digits)
+ACCURACY_STATISTICS = ("mean", "min", "max", "test accuracy")   # the Table 2 rows that are accuracies
 
 # ------------------------------------------------------------------------------------ published numbers
 # Table 1: (training, test) accuracy; None where the document has no row for that dataset.
@@ -46,10 +48,10 @@ PUBLISHED_TABLE3 = {2: (0.66, 0.66, 0.51, 0.53), 4: (0.81, 0.81, 0.53, 0.54), 6:
                     8: (0.89, 0.87, 0.60, 0.51), 10: (0.94, 0.89, 0.69, 0.50), 12: (0.99, 0.90, 0.82, 0.51),
                     14: (1.00, 0.83, 0.92, 0.51), 16: (1.00, 0.66, 0.98, 0.52)}
 PUBLISHED_TABLE3_DATASET = "mnist"
-# Table 4 (Pairwise-CIFAR-10, k=10): training accuracy below the diagonal (row b > column a), test above.
+# Table 4 (Pairwise-CIFAR-10, k=10): training accuracy below the diagonal (row b > column a), test above; rows and
+# columns in CIFAR-10's class order (plane, auto, bird, cat, deer, dog, frog, horse, ship, truck).
 PUBLISHED_TABLE4_K = 10
 PUBLISHED_TABLE4_DATASET = "cifar10"
-PUBLISHED_TABLE4_CLASSES = ["plane", "auto", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PUBLISHED_TABLE4 = np.array([
     [np.nan, .77, .77, .80, .82, .81, .84, .81, .71, .79],
     [.96, np.nan, .79, .77, .79, .80, .80, .78, .76, .67],
@@ -276,15 +278,16 @@ def compare(table: pd.DataFrame, tolerance: float = TOLERANCE) -> dict:
 
 
 def verdict(table: pd.DataFrame, what: str, tolerance: float = TOLERANCE) -> str:
-    """One markdown sentence: how many published numbers of ``what`` this run reproduces within ``tolerance``."""
+    """One markdown sentence: how many published numbers of ``what`` this run reproduces within ``tolerance``
+    (accuracies, so the differences are given in percentage points)."""
     c = compare(table, tolerance)
     if c["n"] == 0:
         return f"{what}: no published number to compare with in this configuration."
     share = c["within"] / c["n"]
     word = "reproduced" if share >= 0.8 else "partly reproduced" if share >= 0.5 else "not reproduced"
-    return (f"**{what}: {word}** — {c['within']} of {c['n']} published numbers within ±{tolerance:.2f} "
-            f"(mean |difference| {c['mean_abs']:.3f}, mean measured − published {c['mean_diff']:+.3f}, "
-            f"largest {c['max_abs']:.3f}).")
+    return (f"**{what}: {word}** — {c['within']} of {c['n']} published numbers within ±{100 * tolerance:.0f} "
+            f"points (mean |difference| {100 * c['mean_abs']:.1f} points, mean measured − published "
+            f"{100 * c['mean_diff']:+.1f}, largest {100 * c['max_abs']:.1f}).")
 
 
 def rank_agreement(table1: pd.DataFrame, dataset: str, split: str = "test") -> float:
@@ -297,27 +300,16 @@ def rank_agreement(table1: pd.DataFrame, dataset: str, split: str = "test") -> f
 
 # ------------------------------------------------------------------------------------------ report helpers
 def wide(table: pd.DataFrame, index: list[str], columns: str = "split") -> pd.DataFrame:
-    """A long table side by side: one row per ``index`` (in the table's order), ``published`` and ``measured``
-    per value of ``columns``."""
-    t = table.set_index([*index, columns])[["published", "measured"]].unstack(columns)
+    """A long table side by side: one row per ``index`` (in the table's order); ``published``, ``measured`` and
+    their ``difference`` per value of ``columns``."""
+    table = table.assign(difference=table["measured"] - table["published"])
+    values = ["published", "measured", "difference"]
+    t = table.set_index([*index, columns])[values].unstack(columns)
     t = t.reindex(pd.MultiIndex.from_frame(table[index].drop_duplicates()) if len(index) > 1
                   else pd.Index(table[index[0]].drop_duplicates(), name=index[0]))
     t.columns = [f"{value} {split}" for value, split in t.columns]
-    order = [f"{v} {s}" for s in dict.fromkeys(table[columns]) for v in ("published", "measured")]
+    order = [f"{v} {s}" for s in dict.fromkeys(table[columns]) for v in values]
     return t[[c for c in order if c in t.columns]].reset_index()
-
-
-def summary(tables: dict[str, pd.DataFrame], tolerance: float = TOLERANCE) -> pd.DataFrame:
-    """One row per table: published numbers compared, how many within ``tolerance``, mean and largest |diff|."""
-    rows = []
-    for name, table in tables.items():
-        if "published" not in table:
-            continue
-        c = compare(table, tolerance)
-        rows.append({"table": name, "compared": c["n"], f"within ±{tolerance:.2f}": c["within"],
-                     "mean |measured - published|": c["mean_abs"], "mean measured - published": c["mean_diff"],
-                     "largest |diff|": c["max_abs"]})
-    return pd.DataFrame(rows)
 
 
 def _claim(claim: str, document: str, measured: str, holds) -> dict:
@@ -441,3 +433,36 @@ def claims_table4(table4: pd.DataFrame) -> pd.DataFrame:
         rows.append(_claim("every pairwise task is above chance", "test 0.61 (cat-dog) to 0.85",
                            f"lowest {lo['measured']:.3f} ({lo['name_a']}-{lo['name_b']})", bool(t["measured"].min() > 0.55)))
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------ scorecard
+def scorecard_rows(tables: dict[str, pd.DataFrame]) -> list[dict]:
+    """One row per LUT table part (per dataset, label kind or triangle): the mean of its published and measured
+    accuracies (%), the mean difference, and how many of its numbers are within the document's ±3 points."""
+    parts = []
+    if "table1" in tables:
+        t1 = tables["table1"]
+        parts += [(f"Table 1, {DATASET_NAMES.get(d, d)}: training and test accuracy per method", "LUT Table 1",
+                   t1[t1["dataset"] == d]) for d in dict.fromkeys(t1["dataset"])]
+    if "table2" in tables:
+        t2 = tables["table2"]
+        parts.append(("Table 2: LUT training accuracy per layer (mean, min, max) and test accuracy", "LUT Table 2",
+                      t2[t2["statistic"].isin(ACCURACY_STATISTICS)]))
+    if "table3" in tables:
+        t3 = tables["table3"]
+        parts += [(f"Table 3, {labels} labels: accuracy vs k", "LUT Table 3", t3[t3["labels"] == labels])
+                  for labels in ("real", "random")]
+    if "table4" in tables:
+        t4 = tables["table4"]
+        parts += [(f"Table 4: pairwise CIFAR-10 {name} accuracy", "LUT Table 4", t4[t4["split"] == split])
+                  for split, name in (("test", "test"), ("train", "training"))]
+    rows = []
+    for item, table_name, part in parts:
+        both = part.dropna(subset=["published", "measured"])
+        c = compare(both)
+        rows.append({"document": "LUT", "item": f"{item} (mean of {c['n']} numbers)" if c["n"] else item,
+                     "published": 100 * both["published"].mean() if c["n"] else np.nan,
+                     "measured": 100 * both["measured"].mean() if c["n"] else np.nan,
+                     "difference": 100 * c["mean_diff"], "tolerance": 100 * TOLERANCE,
+                     "verdict": group_verdict(c["within"], c["n"]), "decimals": 1, "anchor": anchor(table_name)})
+    return rows

@@ -9,16 +9,9 @@ import numpy as np
 import pandas as pd
 
 from memgen.data import load_cache
+from memgen.plots import integer_ticks, legend_outside
+from memgen.plots import save_figure as _save
 from memgen.retrieval.stages import load_npz
-from memgen.runtime import atomic_path
-
-
-def _save(fig, path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def plot_accuracy_vs_k(table: pd.DataFrame, path) -> None:
@@ -29,14 +22,16 @@ def plot_accuracy_vs_k(table: pd.DataFrame, path) -> None:
     import matplotlib.pyplot as plt
 
     keys = list(dict.fromkeys(zip(table.dataset, table.split)))
-    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.2 * max(len(keys), 1), 3), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(3.2 * max(len(keys), 1) + 1.5, 3), squeeze=False,
+                             layout="constrained")
     for ax, (dataset, split) in zip(axes[0], keys):
         t = table[(table.dataset == dataset) & (table.split == split)]
         for (metric, weighting), g in t.groupby(["metric", "weighting"]):
             ax.plot(g.k, g.accuracy, marker="o", label=f"{metric}, {weighting}")
         ax.axhline(t.network_accuracy.iloc[0], color="k", ls="--", label="network")
         ax.set(title=f"{dataset} {split}", xlabel="k", ylabel="test accuracy (%)")
-    axes[0][0].legend(fontsize=7)
+        integer_ticks(ax, t.k)
+    legend_outside(axes[0][-1])
     _save(fig, path)
 
 
@@ -48,7 +43,7 @@ def plot_per_class(per_class: pd.DataFrame, methods: list[str], path) -> None:
     import matplotlib.pyplot as plt
 
     splits = list(dict.fromkeys(per_class.split)) or ["(none)"]
-    fig, axes = plt.subplots(1, len(splits), figsize=(4 * len(splits), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(splits), figsize=(4 * len(splits) + 2, 3), squeeze=False, layout="constrained")
     for ax, split in zip(axes[0], splits):
         t = per_class[per_class.split == split]
         for i, m in enumerate(methods):
@@ -57,7 +52,9 @@ def plot_per_class(per_class: pd.DataFrame, methods: list[str], path) -> None:
                 ax.bar(g["class"] + (i - (len(methods) - 1) / 2) * 0.8 / len(methods), 100 * g.accuracy,
                        width=0.8 / len(methods), label=m)
         ax.set(title=split, xlabel="class (training count falls left to right)", ylabel="test accuracy (%)")
-    axes[0][0].legend(fontsize=7)
+        if len(t):
+            integer_ticks(ax, t["class"])
+    legend_outside(axes[0][-1])
     _save(fig, path)
 
 
@@ -84,24 +81,28 @@ def plot_fixes(cache_path, predictions_path, path, *, n_examples: int = 4, n_nei
     cases = [("memory fixes the network", _spread(np.flatnonzero((one == y) & (net != y)), y, n_examples)),
              ("the network fixes memory", _spread(np.flatnonzero((net == y) & (one != y)), y, n_examples))]
     n_rows = sum(max(len(rows), 1) for _, rows in cases)
-    fig, axes = plt.subplots(n_rows, 1 + n_neighbors, figsize=(1.6 * (1 + n_neighbors), 1.7 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, 1 + n_neighbors, figsize=(2.0 * (1 + n_neighbors), 2.2 * n_rows), squeeze=False,
+                             layout="constrained")
+
+    def name(label):
+        return names[label] if label < len(names) else str(label)
+
     r = 0
     cmap = "gray" if ds.x_test.shape[-1] == 1 else None
     for title, rows in cases:
         if len(rows) == 0:
-            axes[r][0].set_title(f"{title}: none", fontsize=7)
+            axes[r][0].set_title(f"{title}: none", fontsize=9)
             for ax in axes[r]:
                 ax.axis("off")
             r += 1
         for i in rows:
             ax = axes[r][0]
             ax.imshow(ds.x_test[p["test_ids"][i]].squeeze(), cmap=cmap)
-            ax.set_title(f"{title}\ntrue {names[y[i]] if y[i] < len(names) else y[i]}: net {net[i]}, 1-NN {one[i]}",
-                         fontsize=6)
+            ax.set_title(f"{title}\ntrue {name(y[i])}\nnet: {name(net[i])}, 1-NN: {name(one[i])}", fontsize=8)
             for j in range(n_neighbors):
                 nb = p["l2_test_ids"][i, j]
                 axes[r][1 + j].imshow(ds.x_train[p["train_ids"][nb]].squeeze(), cmap=cmap)
-                axes[r][1 + j].set_title(f"neighbour {j + 1}: {p['train_y'][nb]}", fontsize=6)
+                axes[r][1 + j].set_title(f"neighbour {j + 1}: {name(p['train_y'][nb])}", fontsize=8)
             for a in axes[r]:
                 a.axis("off")
             r += 1

@@ -1,12 +1,15 @@
 """Gates between the network and the k-NN memory: per example, whose prediction to use.
 
-* :func:`oracle_gate` -- the upper bound (whichever of the two is right), always reported;
+* :func:`oracle_gate` -- the upper bound (whichever of the two is right), always reported, for the same pair
+  (network, k-NN) the fitted gates of that ``k`` choose between;
 * :data:`GATES` -- the fitted gates, registered with :func:`register_gate`: :class:`LearnedGate` (logistic
   regression on confidence / vote / distance features) and :class:`KnnInterpolation` (``p = lam * p_knn +
   (1 - lam) * p_net``, kNN-LM). The gate stage fits every registered gate and the evaluation reports each under
   its ``label``.
 
-A fitted gate sees :class:`GateInputs`; ``fit`` takes ``example_ids`` and ``backbone_train_ids`` and refuses to
+Labels name the pair: ``{k}`` in a label is the gate's number of neighbours. A fitted gate sees
+:class:`GateInputs`, whose k-NN answer ``knn_pred`` is :func:`memgen.retrieval.memory.knn_classify`'s (the one
+tie rule of every k-NN vote, :func:`memgen.knn.vote`); ``fit`` takes ``example_ids`` and ``backbone_train_ids`` and refuses to
 fit when they overlap: gates are fit on the validation hold-out only.
 """
 
@@ -19,7 +22,7 @@ import pandas as pd
 
 from memgen.retrieval.memory import knn_classify, knn_softmax
 
-ORACLE_LABEL = "Oracle gate 1-NN/network"
+ORACLE_LABEL = "Oracle gate {k}-NN/network"
 
 
 def oracle_gate(pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -44,20 +47,23 @@ def _check_holdout(example_ids, backbone_train_ids, n: int, what: str) -> None:
 @dataclass
 class GateInputs:
     """What a gate sees of a set of examples: the network's softmax ``net_probs [N, C]``, the ``k``-NN vote shares
-    ``knn_shares [N, C]``, and the labels ``neighbor_labels [N, k]`` and distances ``nb_dist [N, k]`` of the ``k``
-    nearest stored examples."""
+    ``knn_shares [N, C]``, the labels ``neighbor_labels [N, k]`` and distances ``nb_dist [N, k]`` of the ``k``
+    nearest stored examples, and the k-NN's answer ``knn_pred [N]`` (the vote with its tie rule, as in the
+    k-NN's own Table 1 row; not ``knn_shares.argmax``, which breaks ties by class index)."""
 
     net_probs: np.ndarray
     knn_shares: np.ndarray
     neighbor_labels: np.ndarray
     nb_dist: np.ndarray
     n_classes: int
+    knn_pred: np.ndarray
 
     @classmethod
     def from_neighbors(cls, net_probs, neighbor_labels, nb_dist, n_classes: int) -> "GateInputs":
-        """Inputs with the majority-vote shares of all ``k`` given neighbours."""
-        shares = knn_classify(neighbor_labels, n_classes, k=np.shape(neighbor_labels)[1])[1]
-        return cls(np.asarray(net_probs), shares, np.asarray(neighbor_labels), np.asarray(nb_dist), int(n_classes))
+        """Inputs with the majority vote (answer and shares) of all ``k`` given neighbours."""
+        pred, shares = knn_classify(neighbor_labels, n_classes, k=np.shape(neighbor_labels)[1])
+        return cls(np.asarray(net_probs), shares, np.asarray(neighbor_labels), np.asarray(nb_dist), int(n_classes),
+                   pred)
 
 
 # The fitted gates by key (the name of their predictions in gates.npz and of their entries in gates.json).
@@ -65,7 +71,7 @@ GATES: dict[str, type] = {}
 
 
 def register_gate(key: str, label: str):
-    """Class decorator: a fitted gate, reported as method ``label``. The class has ``fit(inputs, y, *,
+    """Class decorator: a fitted gate, reported as method ``label`` (``{k}`` in it: the gate's k-NN). The class has ``fit(inputs, y, *,
     example_ids, backbone_train_ids) -> self``, ``predict(inputs) -> labels``, ``summary() -> dict`` (its fitted
     settings, JSON-ready) and ``arrays(inputs) -> dict`` (per-example outputs worth keeping, may be empty)."""
     def register(cls):
@@ -81,15 +87,17 @@ GATE_FEATURES = ("net_conf", "net_margin", "net_entropy", "knn_share", "knn_marg
                  "net_prob_of_knn_pred", "agree", "log_d1", "log_dmean", "d1_over_dmean")
 
 
-def gate_features(net_probs: np.ndarray, knn_shares: np.ndarray, nb_dist: np.ndarray) -> np.ndarray:
+def gate_features(net_probs: np.ndarray, knn_shares: np.ndarray, nb_dist: np.ndarray,
+                  knn_pred: np.ndarray) -> np.ndarray:
     """Features ``[N, len(GATE_FEATURES)]`` for :class:`LearnedGate`: softmax confidence and margin, entropy,
-    k-NN vote share and margin, cross-support of the two predictions, agreement, neighbour distances."""
+    k-NN vote share and margin, cross-support of the two predictions (``knn_pred``: the k-NN's answer),
+    agreement, neighbour distances."""
     p = np.asarray(net_probs, dtype=np.float64)
     s = np.asarray(knn_shares, dtype=np.float64)
     d = np.maximum(np.asarray(nb_dist, dtype=np.float64), 0.0)
     rows = np.arange(len(p))
     ps, ss = np.sort(p, 1), np.sort(s, 1)
-    net_pred, knn_pred = p.argmax(1), s.argmax(1)
+    net_pred, knn_pred = p.argmax(1), np.asarray(knn_pred)
     feats = [ps[:, -1], ps[:, -1] - ps[:, -2], -(p * np.log(np.clip(p, 1e-12, 1))).sum(1),
              ss[:, -1], ss[:, -1] - ss[:, -2], s[rows, net_pred], p[rows, knn_pred],
              (net_pred == knn_pred).astype(np.float64),
@@ -97,7 +105,7 @@ def gate_features(net_probs: np.ndarray, knn_shares: np.ndarray, nb_dist: np.nda
     return np.stack(feats, 1)
 
 
-@register_gate("learned_gate", "Learned gate network/k-NN")
+@register_gate("learned_gate", "Learned gate network/{k}-NN")
 class LearnedGate:
     """Logistic-regression gate that picks the network's or the k-NN's prediction per example.
 
@@ -124,7 +132,7 @@ class LearnedGate:
         _check_holdout(example_ids, backbone_train_ids, len(y), "LearnedGate.fit")
         net_probs, knn_shares, nb_dist = inputs.net_probs, inputs.knn_shares, inputs.nb_dist
         net_ok = np.asarray(net_probs).argmax(1) == y
-        knn_ok = np.asarray(knn_shares).argmax(1) == y
+        knn_ok = np.asarray(inputs.knn_pred) == y
         informative = net_ok != knn_ok
         target = knn_ok[informative].astype(int)
         self.n_fit = int(informative.sum())
@@ -132,7 +140,7 @@ class LearnedGate:
             self.constant = "knn" if knn_ok.mean() > net_ok.mean() else "net"
             self.model = None
             return self
-        X = gate_features(net_probs, knn_shares, nb_dist)[informative]
+        X = gate_features(net_probs, knn_shares, nb_dist, inputs.knn_pred)[informative]
         self.model = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
         self.model.fit(X, target)
         self.constant = None
@@ -144,11 +152,12 @@ class LearnedGate:
             raise RuntimeError("LearnedGate is not fitted; call fit() on validation examples first")
         if self.model is None:
             return np.full(len(inputs.net_probs), 1.0 if self.constant == "knn" else 0.0)
-        return self.model.predict_proba(gate_features(inputs.net_probs, inputs.knn_shares, inputs.nb_dist))[:, 1]
+        return self.model.predict_proba(gate_features(inputs.net_probs, inputs.knn_shares, inputs.nb_dist,
+                                                      inputs.knn_pred))[:, 1]
 
     def predict(self, inputs: GateInputs) -> np.ndarray:
         use_knn = self.knn_probability(inputs) > self.threshold
-        return np.where(use_knn, np.asarray(inputs.knn_shares).argmax(1), np.asarray(inputs.net_probs).argmax(1))
+        return np.where(use_knn, np.asarray(inputs.knn_pred), np.asarray(inputs.net_probs).argmax(1))
 
     def summary(self) -> dict:
         return {"constant": self.constant, "n_fit": self.n_fit}
@@ -157,7 +166,7 @@ class LearnedGate:
         return {"use_knn": self.knn_probability(inputs)}
 
 
-@register_gate("knn_lm", "kNN-LM interpolation")
+@register_gate("knn_lm", "kNN-LM interpolation network/{k}-NN")
 class KnnInterpolation:
     """kNN-LM-style mixture ``p = lam * p_knn + (1 - lam) * p_net`` with ``p_knn = softmax(-d / T)`` by label.
 

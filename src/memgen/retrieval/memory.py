@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from memgen.knn import search
+from memgen.knn import search, vote
 from memgen.runtime import resolve_device
 
 KS = (1, 10, 20, 30)
@@ -89,6 +89,17 @@ def leave_one_out_neighbors(keys: np.ndarray, k: int, *, metric: str = "l2", dev
 
 
 # ------------------------------------------------------------------------------------------------ voting
+def vote_weights(shape, dist: np.ndarray | None, weighting: str, eps: float = 1e-8) -> np.ndarray:
+    """Neighbour weights ``[N, k]``: 1 (``majority``) or ``1 / (d + eps)`` (``distance``)."""
+    if weighting == "majority":
+        return np.ones(shape, dtype=np.float64)
+    if weighting == "distance":
+        if dist is None:
+            raise ValueError("distance-weighted vote needs the neighbour distances (dist=...)")
+        return 1.0 / (np.maximum(np.asarray(dist, dtype=np.float64), 0.0) + eps)
+    raise ValueError(f"unknown weighting '{weighting}'; use 'majority' or 'distance'")
+
+
 def knn_vote(neighbor_labels: np.ndarray, n_classes: int, *, dist: np.ndarray | None = None,
              weighting: str = "majority", eps: float = 1e-8) -> np.ndarray:
     """Vote shares ``[N, n_classes]`` (rows sum to 1) of the given neighbours.
@@ -99,43 +110,25 @@ def knn_vote(neighbor_labels: np.ndarray, n_classes: int, *, dist: np.ndarray | 
     labels = np.asarray(neighbor_labels, dtype=np.int64)
     if labels.ndim != 2:
         raise ValueError(f"neighbor_labels must be [N, k], got {labels.shape}")
-    if weighting == "majority":
-        w = np.ones(labels.shape, dtype=np.float64)
-    elif weighting == "distance":
-        if dist is None:
-            raise ValueError("distance-weighted vote needs the neighbour distances (dist=...)")
-        w = 1.0 / (np.maximum(np.asarray(dist, dtype=np.float64), 0.0) + eps)
-    else:
-        raise ValueError(f"unknown weighting '{weighting}'; use 'majority' or 'distance'")
+    w = vote_weights(labels.shape, dist, weighting, eps)
     votes = np.zeros((len(labels), n_classes), dtype=np.float64)
     np.add.at(votes, (np.repeat(np.arange(len(labels)), labels.shape[1]), labels.ravel()), w.ravel())
     return votes / votes.sum(1, keepdims=True)
-
-
-def _first_rank(neighbor_labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Rank of the nearest neighbour of each class (k when the class is absent), ``[N, n_classes]``."""
-    n, k = neighbor_labels.shape
-    first = np.full((n, n_classes), k, dtype=np.int64)
-    for r in range(k - 1, -1, -1):
-        first[np.arange(n), neighbor_labels[:, r]] = r
-    return first
 
 
 def knn_classify(neighbor_labels: np.ndarray, n_classes: int, *, k: int | None = None,
                  dist: np.ndarray | None = None, weighting: str = "majority") -> tuple[np.ndarray, np.ndarray]:
     """k-NN prediction from the first ``k`` neighbours: ``(pred [N], vote_shares [N, n_classes])``.
 
-    Ties in the vote go to the tied class whose nearest member ranks first.
+    The prediction is :func:`memgen.knn.vote` (ties go to the tied class whose nearest member ranks first).
     """
     labels = np.asarray(neighbor_labels, dtype=np.int64)
     k = labels.shape[1] if k is None else k
     labels = labels[:, :k]
     dist = None if dist is None else np.asarray(dist)[:, :k]
     shares = knn_vote(labels, n_classes, dist=dist, weighting=weighting)
-    top = shares.max(1, keepdims=True)
-    tied = np.isclose(shares, top, rtol=1e-9, atol=1e-12)
-    first = np.where(tied, _first_rank(labels, n_classes), k + 1)
-    return first.argmin(1), shares.astype(np.float32)
+    pred, _ = vote(labels, None if weighting == "majority" else vote_weights(labels.shape, dist, weighting))
+    return pred, shares.astype(np.float32)
 
 
 def knn_softmax(neighbor_labels: np.ndarray, dist: np.ndarray, n_classes: int, temperature: float) -> np.ndarray:

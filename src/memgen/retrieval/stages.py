@@ -137,26 +137,34 @@ def transformer_stage(emb_path, nb_path, out_npz, out_json, *, variant: str, set
     return metrics
 
 
-def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_k: int) -> dict:
-    """The oracle gate (network vs 1-NN) and every fitted gate of :data:`GATES` (fit on validation only) on the
-    test examples: their predictions (``out_npz``) and fitted settings and accuracies (``out_json``)."""
+def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_ks) -> dict:
+    """Per k of ``gate_ks``, the pair (network, k-NN): its oracle gate (the pair's upper bound) and every fitted
+    gate of :data:`GATES` between the same two (fit on validation only), on the test examples: predictions
+    (``out_npz``, ``{key}_k{k}``) and fitted settings and accuracies (``out_json``, under ``k{k}``).  The
+    oracle and the gates use the one k-NN answer of :func:`knn_classify`."""
     e, nb, sp = load_npz(emb_path), load_npz(nb_path), load_split(split_path)
     n_classes = int(e["n_classes"])
-    inputs = {}
-    for p in ("val", "test"):
-        nbs = neighbors_of(nb, "l2", p).head(gate_k)
-        inputs[p] = GateInputs.from_neighbors(softmax(e[f"{p}_logits"]), e["train_y"][nbs.ids], nbs.dist, n_classes)
-    one_nn = e["train_y"][nb["l2_test_ids"][:, 0]]
-    predictions = {"oracle": oracle_gate(inputs["test"].net_probs.argmax(1), one_nn, e["test_y"])}
-    arrays, info = {}, {"gate_k": gate_k, "n_val": int(len(e["val_y"]))}
-    for key, gate_class in GATES.items():
-        gate = gate_class().fit(inputs["val"], e["val_y"], example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
-        predictions[key] = gate.predict(inputs["test"])
-        arrays.update({f"{key}_{name}": a for name, a in gate.arrays(inputs["test"]).items()})
-        info.update({f"{key}_{name}": v for name, v in gate.summary().items()})
-    for key, pred in predictions.items():
-        info[f"{key}_accuracy"] = float((pred == e["test_y"]).mean())
-    save_npz(out_npz, **predictions, **arrays)
+    arrays, info = {}, {"gate_ks": [int(k) for k in gate_ks], "n_val": int(len(e["val_y"]))}
+    for k in gate_ks:
+        inputs = {}
+        for p in ("val", "test"):
+            nbs = neighbors_of(nb, "l2", p).head(k)
+            inputs[p] = GateInputs.from_neighbors(softmax(e[f"{p}_logits"]), e["train_y"][nbs.ids], nbs.dist,
+                                                  n_classes)
+        test = inputs["test"]
+        predictions = {"knn": test.knn_pred, "oracle": oracle_gate(test.net_probs.argmax(1), test.knn_pred,
+                                                                   e["test_y"])}
+        pair = {}
+        for key, gate_class in GATES.items():
+            gate = gate_class().fit(inputs["val"], e["val_y"], example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
+            predictions[key] = gate.predict(test)
+            arrays.update({f"{key}_{name}_k{k}": a for name, a in gate.arrays(test).items()})
+            pair.update({f"{key}_{name}": v for name, v in gate.summary().items()})
+        for key, pred in predictions.items():
+            arrays[f"{key}_k{k}"] = pred
+            pair[f"{key}_accuracy"] = float((pred == e["test_y"]).mean())
+        info[f"k{k}"] = pair
+    save_npz(out_npz, **arrays)
     write_json(out_json, info)
     return info
 
@@ -176,7 +184,7 @@ def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weightin
 
 
 def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_path, out_predictions,
-                   out_summary, out_per_class, out_per_group, *, ks, transformer_k: int, gate_k: int,
+                   out_summary, out_per_class, out_per_group, *, ks, transformer_k: int, gate_ks,
                    dataset: str, split: str) -> pd.DataFrame:
     """Test predictions of every method; summary (overall, many/medium/few, worst class / group), per class
     and per group tables, each with ``dataset``, ``split`` and ``method`` columns."""
@@ -193,9 +201,10 @@ def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_pa
                     labels, n_classes, k=k, dist=nb[f"{metric}_test_dist"], weighting=weighting)[0]
     for variant, path in transformer_npzs.items():
         preds[method_name("transformer", k=transformer_k, variant=variant)] = load_npz(path)["test_logits"].argmax(1)
-    preds[ORACLE_LABEL] = g["oracle"]
-    for key, gate_class in GATES.items():
-        preds[gate_class.label] = g[key]
+    for k in gate_ks:
+        preds[ORACLE_LABEL.format(k=k)] = g[f"oracle_k{k}"]
+        for key, gate_class in GATES.items():
+            preds[gate_class.label.format(k=k)] = g[f"{key}_k{k}"]
     counts = np.bincount(e["train_y"], minlength=n_classes)
     summary, per_class, per_group = evaluate_methods(preds, y, n_classes=n_classes, train_counts=counts,
                                                      groups=e["test_group"], class_names=sp.class_names)

@@ -1,0 +1,169 @@
+"""The report's helpers: table style (no nan, integers, no index, folding, links), the scorecard across the
+documents, provenance, the table of contents and the offline page."""
+
+import os
+import re
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from memgen import report, scorecard
+from memgen.influence.tables import scorecard_rows as influence_rows
+from memgen.lut.tables import scorecard_rows as lut_rows
+from memgen.retrieval.tables import scorecard_rows as retrieval_rows
+
+
+def visible_text(page: str) -> str:
+    """The text a reader sees: without style/script blocks, tags and embedded images."""
+    page = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", page, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", page)
+
+
+def test_cells_show_missing_values_integers_and_decimals():
+    t = pd.DataFrame({"count": [784.0, 1024.0, np.nan], "acc": [0.5, 0.12345, np.nan], "note": ["a", "", None],
+                      "measured": [74.0, 72.0, 50.0], "temp": [np.inf, 1.0, 2.5]})
+    cells = report.format_cells(t, decimals={"measured": 1, "acc": 3})
+    assert cells["count"].tolist() == ["784", "1024", "–"]
+    assert cells["acc"].tolist() == ["0.500", "0.123", "–"]
+    assert cells["note"].tolist() == ["a", "–", "–"]
+    assert cells["measured"].tolist() == ["74.0", "72.0", "50.0"]       # named in decimals: stays an accuracy
+    assert cells["temp"].tolist() == ["∞", "1.00", "2.50"]
+    assert report.fmt(float("nan")) == "–" and report.fmt(3) == "3" and report.fmt(0.256, 1) == "0.3"
+
+
+def test_table_block_has_no_index_no_empty_column_and_links_its_csv():
+    t = pd.DataFrame({"method": ["a", "b"], "published": [np.nan, np.nan], "note": ["", ""], "measured": [1.5, 2.0]},
+                     index=[7, 9])
+    block = report.table_block(t, "LUT Table 1", "Accuracy.", source="results/tables/seed001_table1.csv")
+    assert 'id="lut-table-1"' in block and 'href="../tables/seed001_table1.csv"' in block
+    assert re.findall(r"<th>(.*?)</th>", block) == ["method", "measured"]  # empty columns dropped, no index
+    assert ">7<" not in block and ">9<" not in block
+    assert "nan" not in visible_text(block).lower() and "<details>" not in block
+
+
+def test_long_tables_fold_and_difference_cells_are_coloured():
+    t = pd.DataFrame({"k": range(30), "difference": [1.0] * 29 + [5.0]})
+    block = report.table_block(t, "Long", "Thirty rows.", tolerance=3)
+    assert block.count("<details>") == 1 and "Show all 30 rows" in block
+    assert block.count("verdict-good") == 29 and block.count("verdict-bad") == 1
+    short = report.table_block(t.head(5), "Short", "Five rows.")
+    assert "<details>" not in short
+
+
+def test_with_verdict_marks_only_published_rows():
+    t = report.with_verdict(pd.DataFrame({"model": ["a", "b", "c"], "published": [90.0, 80.0, np.nan],
+                                          "measured": [90.5, 70.0, 50.0]}), tolerance=1.0)
+    assert t["verdict"].tolist() == ["reproduced", "not reproduced", ""]
+    assert t["difference"].iloc[1] == pytest.approx(-10.0)
+
+
+def lut_table(published, measured, **columns):
+    return pd.DataFrame({"published": published, "measured": measured, **columns})
+
+
+def test_scorecard_rows_across_the_documents():
+    lut = {"table1": lut_table([0.9, 0.5, np.nan], [0.89, 0.40, 0.7], dataset=["mnist"] * 3,
+                               method=["memorization", "random guess", "rf300"], split=["test"] * 3),
+           "table3": lut_table([0.66, 0.51], [0.65, 0.52], k=[2, 2], labels=["real", "random"], split=["train"] * 2)}
+    retrieval = pd.DataFrame({"model": ["ResNet-20", "1-NN", "extra"], "published": [91.83, 91.0, np.nan],
+                              "measured": [91.5, 80.0, 50.0]})
+    last = pd.DataFrame({"quantity": ["test accuracy, linear models on 70% (%)",
+                                      "examples with mem >= 0.25, linear models",
+                                      "examples with mem >= 0.25, full networks"],
+                         "published (CIFAR-100, ResNet50)": [75.8, 38, 18099], "measured": [40.0, 10, 300]})
+    card = scorecard.build_scorecard(lut_rows(lut), retrieval_rows(retrieval), influence_rows(last))
+    assert card.columns.tolist() == scorecard.COLUMNS
+    by_table = card[card.document == "LUT"].set_index("anchor")
+    t1 = card[card.item.str.startswith("Table 1, MNIST")].iloc[0]
+    assert t1["verdict"] == "partly reproduced (1 of 2 within)" and t1["anchor"] == "lut-table-1"
+    assert t1["published"] == pytest.approx(70.0) and t1["difference"] == pytest.approx(-5.5)
+    assert len(by_table.loc["lut-table-3"]) == 2                                  # real and random labels
+    memory = card[card.document == "Memory"]
+    assert memory["verdict"].tolist() == ["reproduced", "not reproduced"]       # extra has no published number
+    assert set(memory["anchor"]) == {"memory-table-1"}
+    fz = card[card.document == "F&Z"]
+    assert fz["verdict"].iloc[0].startswith("orientation only") and fz["difference"].isna().iloc[0]
+    claim = fz.iloc[-1]
+    assert claim["verdict"] == "holds" and claim["measured"] == pytest.approx(30.0)
+    assert claim["published"] == pytest.approx(18099 / 38)
+
+
+def test_scorecard_without_comparable_numbers_says_so():
+    lut = {"table4": lut_table([np.nan] * 2, [0.7, 0.8], split=["test", "train"])}
+    card = scorecard.build_scorecard(lut_rows(lut))
+    assert card["verdict"].str.startswith("not comparable").all() and card["published"].isna().all()
+    block = report.scorecard_block(card)
+    assert "nan" not in visible_text(block).lower() and 'href="#lut-table-4"' in block
+
+
+def test_verdict_colours():
+    assert report.verdict_class("reproduced") == "verdict-good"
+    assert report.verdict_class("partly reproduced (3 of 6 within)") == "verdict-mixed"
+    assert report.verdict_class("not reproduced (1 of 4 within)") == "verdict-bad"
+    assert report.verdict_class("not measured") == "verdict-none"
+    assert report.verdict_class("does not hold") == "verdict-bad" and report.verdict_class("no") == "verdict-bad"
+
+
+def test_provenance_pieces(tmp_path):
+    a = {"lut": {"k": 4, "precision": "bf16"}, "seed": 0}
+    b = {"seed": 0, "lut": {"precision": "bf16", "k": 4}}
+    assert report.config_hash(a) == report.config_hash(b) != report.config_hash({**a, "seed": 1})
+    assert report.find_keys({"retrieval": {"train": {"precision": "bf16"}}, "precision_note": 1}, "precision") == {
+        "retrieval.train.precision": "bf16", "precision_note": 1}
+    assert report.git_state(tmp_path) == {"commit": "not a git checkout", "dirty": None}
+    runtimes = pd.DataFrame({"seconds": [10.0, 5.0], "started": ["2026-01-01 10:00:00", "2026-01-01 10:00:20"],
+                             "finished": ["2026-01-01 10:00:10", "2026-01-01 10:01:00"]})
+    assert report.end_to_end_seconds(runtimes) == 60.0
+    assert report.duration(60.0) == "1 min 00 s" and report.duration(7322) == "2 h 02 min"
+    assert report.duration(float("nan")) == "–"
+
+
+def test_runtime_table_dates_jobs_from_their_benchmark_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "results/benchmarks/knn/mnist/full.tsv"
+    path.parent.mkdir(parents=True)
+    path.write_text("s\th:m:s\tmax_rss\n30.0\t0:00:30\t100.5\n")
+    os.utime(path, (1_767_225_630, 1_767_225_630))               # 2026-01-01 00:00:30 UTC
+    table = report.runtime_table(["results/benchmarks/knn/mnist/full.tsv"])
+    row = table.iloc[0]
+    assert (row["rule"], row["job"], row["seconds"]) == ("knn", "mnist/full", 30.0)
+    assert (row["started"], row["finished"]) == ("2026-01-01 00:00:00", "2026-01-01 00:00:30")
+
+
+def test_contents_lists_sections_and_subsections():
+    page = ('<h2 id="LUT-networks">LUT networks<a class="anchor-link" href="#LUT-networks">¶</a></h2>'
+            '<h3 id="LUT-Table-1">LUT Table 1: memorization</h3><h2 id="Runtime">Runtime</h2>')
+    nav = report.contents(page)
+    assert re.findall(r'href="#([^"]+)"', nav) == ["LUT-networks", "LUT-Table-1", "Runtime"]
+    assert "¶" not in nav
+
+
+def test_rendered_page_is_offline_titled_with_contents_and_each_table_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"a": [1, 2], "b": [0.5, np.nan]}).to_csv("t.csv", index=False)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("path = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell("## Section\n\n### Sub"),
+        nbformat.v4.new_code_cell("from memgen.report import CONTENTS_PLACEHOLDER, show_table\n"
+                                  "from IPython.display import HTML, display\n"
+                                  "display(HTML(CONTENTS_PLACEHOLDER))\n"
+                                  "show_table(path, 'Tiny', 'A table as the last value of its cell.')"),
+        nbformat.v4.new_markdown_cell("Some $x^2$ math stays text."),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(nb, "section.ipynb")
+    report.render_notebooks([("section.ipynb", {"path": "t.csv"})], "out.ipynb", "out.html", title="Test report")
+    page = (tmp_path / "out.html").read_text()
+    assert "<title>Test report</title>" in page
+    assert not re.search(r"<script[^>]+src=", page) and "cdn" not in page.lower()
+    assert page.count('id="tiny"') == 1 and page.count("<table") == 1        # shown once, no repr of a return value
+    assert 'class="memgen-contents"' in page and 'href="#Sub"' in page and report.CONTENTS_PLACEHOLDER not in page
+    assert "nan" not in visible_text(page).lower()
+
+
+def test_figures_keep_their_drawn_size_on_the_page():
+    from memgen.plots import FIGURE_DPI
+
+    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (2 * FIGURE_DPI).to_bytes(4, "big") + b"\x00" * 8
+    assert report.display_width(header) == 192                 # a 2-inch figure is 192 CSS px at any dpi
