@@ -56,14 +56,17 @@ def test_killed_training_job_resumes_to_the_uninterrupted_weights(tmp_path):
 
     resume = tmp_path / "checkpoints" / "job.pt"
     killed = run_job(tmp_path, tmp_path / "resumed.pt", resume=resume)
-    deadline, written = time.time() + 120, set()
-    while len(written) < 4:              # each checkpoint replaces the file (a new inode): wait for a few steps
+    deadline, seen, writes = time.time() + 120, None, 0
+    while writes < 4:                    # each step replaces the file (rename): wait for a few of them
         assert killed.poll() is None, "the job ended before it was killed; make it longer"
         assert time.time() < deadline, "no checkpoints within 120 s"
         try:
-            written.add(resume.stat().st_ino)
+            stat = resume.stat()
+            now = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
-            pass
+            now = None
+        if now is not None and now != seen:
+            seen, writes = now, writes + 1
         time.sleep(0.002)
     killed.send_signal(signal.SIGKILL)
     assert killed.wait(timeout=60) == -signal.SIGKILL
