@@ -19,6 +19,7 @@ include: "workflow/rules/splits.smk"
 include: "workflow/rules/lut.smk"
 include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/influence.smk"
+include: "workflow/rules/proxies.smk"
 include: "workflow/rules/report.smk"
 
 

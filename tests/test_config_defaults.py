@@ -76,3 +76,9 @@ def test_net_learner_trains_with_the_filled_recipe():
     assert learner.name == "net_mnist_cnn_e1_lr0.1_b128_onecycle"
     with pytest.raises(ValueError, match="lacks"):
         NetLearner(x, y, x, y, {"arch": "mnist_cnn", "epochs": 1}, device="cpu")
+
+
+def test_a_binarize_entry_gets_the_defaults_an_unlisted_dataset_used():
+    lut = filled("lut", {"binarize": {"mnist": {"scheme": "thermometer", "bits": 2}, "unlisted": {}}})
+    assert lut["binarize"]["unlisted"] == {"scheme": "threshold", "bits": 1, "threshold": 128, "grey": False}
+    assert lut["binarize"]["mnist"] == {"scheme": "thermometer", "bits": 2, "threshold": 128, "grey": False}

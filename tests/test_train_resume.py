@@ -162,3 +162,37 @@ def test_net_learner_rerun_skips_finished_networks_and_never_reuses_other_settin
         assert np.array_equal(getattr(first, f), getattr(plain, f))
         assert np.array_equal(getattr(rerun, f), getattr(plain, f))
     assert not np.array_equal(other.prob_train[0], plain.prob_train[0])
+
+
+def test_resumed_run_restores_the_record_hook_sums(tmp_path, single_torch_thread, monkeypatch):
+    """A learning-speed recorder's sums are part of the training state: resuming from a mid-run checkpoint with a
+    fresh recorder ends with the sums of an uninterrupted run."""
+    import memgen.train
+    from memgen.proxies import LearningSpeedRecorder
+
+    x, y = _toy()
+
+    def train(recorder, resume_path=None):
+        seed_everything(5)
+        model = MnistCNN(num_classes=3, image_size=16)
+        train_classifier(model, x, y, epochs=3, batch_size=16, lr=0.05, device="cpu", seed=5, show_progress=False,
+                         record=recorder, resume_path=resume_path, checkpoint_every_s=0.0)
+        return model.state_dict()
+
+    reference = LearningSpeedRecorder(len(y))
+    ref_state = train(reference)
+    snapshots, real_save = [], memgen.train.save_training_state
+
+    def keep_snapshot(path, *args, **kwargs):
+        real_save(path, *args, **kwargs)
+        snapshots.append(Path(path).read_bytes())
+
+    monkeypatch.setattr(memgen.train, "save_training_state", keep_snapshot)
+    resume = tmp_path / "job.pt"
+    train(LearningSpeedRecorder(len(y)), resume)
+    resume.write_bytes(snapshots[len(snapshots) // 2])          # as if killed half-way, in the second epoch
+    resumed = LearningSpeedRecorder(len(y))
+    state = train(resumed, resume)
+    assert all(torch.equal(state[k], ref_state[k]) for k in ref_state)
+    for name, values in reference.arrays().items():
+        assert np.array_equal(resumed.arrays()[name], values), name

@@ -251,7 +251,8 @@ def test_a_config_change_plans_only_the_jobs_it_determines(touched, old, new, jo
 
 def test_smoke_report_has_every_section_with_numbers(smoke_run):
     html = (smoke_run / "results/report/study.html").read_text()
-    for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Memorization and influence", "Runtime"):
+    for heading in ("Data", "LUT networks", "Memory-augmented classifier", "Memorization and influence",
+                    "Memorization proxies", "Runtime"):
         assert re.search(rf"<h2[^>]*>{heading}", html), f"section {heading} missing"
     assert "Traceback" not in html and "output_error" not in html
     assert html.count("<img") >= 4  # sample images and split counts of both datasets
@@ -272,6 +273,16 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert (studies["n_train"] > 0).all() and studies["test_acc_mean"].between(0, 1).all()
     last = pd.read_csv(smoke_run / "results/tables/influence_last_layer.csv")
     assert last["measured"].notna().all() and (last["published (CIFAR-100, ResNet50)"].iloc[-1] == 18099)
+    study_proxies = pd.read_csv(smoke_run / "results/influence/mnist_mlp/proxies.csv")   # 8 models, 2 epochs each
+    assert len(study_proxies) == 600 and (study_proxies["passes"] == 2 * study_proxies["n_models"]).all()
+    assert study_proxies["learn_prob"].dropna().between(0, 1).all() and study_proxies["n_models"].max() <= 8
+    backbone = pd.read_csv(smoke_run / "results/retrieval/cifar10/all/proxies.csv")      # split 'all': every image
+    assert len(backbone) == 2000 and backbone["passes"].sum() == 4 * 64                 # max_steps x batch_size
+    assert backbone.loc[backbone["passes"] > 0, "learn_prob"].between(0, 1).all()
+    validation = pd.read_csv(smoke_run / "results/tables/proxies_validation.csv")
+    assert {"mnist_mlp models", "backbone cifar10/full", "embeddings neighbours cifar10/full"} <= set(validation.source)
+    assert validation["spearman_heldout"].notna().all() and validation["note"].notna().all()
+    assert "mnist_lut" not in set(validation.study)                       # another task: not comparable
     runtimes = pd.read_csv(smoke_run / "results/tables/runtimes.csv")
     assert len(runtimes) == sum(planned_jobs_all(smoke_run).values()) - 3  # all but runtime_table, render_report, all
     assert (runtimes.seconds > 0).all()
@@ -364,7 +375,7 @@ def test_editing_a_module_reruns_only_its_dependents(touched):
     try:
         assert dry_run() == {}
         edit(modules["plots"])
-        assert set(dry_run()) == {"summarize_data", "plot_data", "influence_figures"} | report
+        assert set(dry_run()) == {"summarize_data", "plot_data", "influence_figures", "proxy_figures"} | report
         modules["plots"].write_text(originals["plots"])
         edit(modules["lut/figures"])
         assert set(dry_run()) == {"lut_figures"} | report
@@ -456,24 +467,21 @@ def test_bad_influence_config_is_named(change, message, tmp_path):
 
 
 PAPER = ["--configfile", "workflow/presets/paper.yaml"]
-# Every rule of the study: all of them but the benchmark target's (bench, bench_lut) are part of `all`.
-STUDY_RULES = {
-    "prepare_data", "make_split", "summarize_data", "plot_data",
-    "lut_sweep", "lut_depth", "lut_pairwise", "lut_table1", "lut_table2", "lut_tables", "lut_figures",
-    "train_backbone", "embed", "knn", "neighbor_transformer", "gate", "evaluate_retrieval", "retrieval_tables",
-    "retrieval_figures",
-    "influence_shard", "influence_estimate", "influence_removal", "influence_tables", "influence_figures",
-    "runtime_table", "render_report", "all",
-}
+# The benchmark target's rules: the only ones outside `all`.
+BENCHMARK_RULES = {"bench", "bench_lut"}
 
 
 def test_paper_preset_plans_every_rule_of_the_study():
     import yaml
 
+    code, out = snakemake("--list-rules", *PAPER, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    rules = set(re.findall(r"^(\w+)(?: \(.*)?$", out, re.M))          # "name" or "name (docstring"
+    assert {"train_backbone", "influence_shard", "lut_sweep", "render_report"} <= rules, out[-3000:]
     code, out = snakemake("all", "-n", "-F", *PAPER, "--config", f"data_root={DATA_ROOT}")
     assert code == 0, out[-3000:]
     jobs = planned_jobs(out)
-    assert set(jobs) == STUDY_RULES, set(jobs) ^ STUDY_RULES
+    assert set(jobs) == rules - BENCHMARK_RULES, set(jobs) ^ (rules - BENCHMARK_RULES)
     paper = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
     studies = paper["influence"]["studies"]
     assert jobs["influence_shard"] == sum(-(-s["t"] // s["shard_size"]) for s in studies.values())
@@ -504,6 +512,24 @@ def test_paper_preset_backbone_runs_through_the_cluster_executor_at_tiny_size(tm
     metrics = json.loads((tmp_path / target).read_text())
     assert (metrics["epochs"], metrics["batch_size"], metrics["lr"], metrics["steps"]) == (200, 128, 0.1, 2)
     assert not list((tmp_path / "results").glob("checkpoints/**/*.pt")), "the resume file is removed at the end"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"backbones": {"cifar10": ["lt50"]}}, r"proxies.backbones.cifar10 has 'lt50', which is not in datasets.cifar10"),
+    ({"neighbourhood": {"sets": [{"dataset": "cifar10", "split": "binary", "features": "embeddings"}]}},
+     r"embeddings need a memory of \(cifar10, binary\)"),
+    ({"figures": {"dataset": "mnist", "split": "all"}}, r"proxies.figures shows the backbone of mnist/all"),
+    ({"top_fraction": 0.9}, r"top_fraction"),
+])
+def test_bad_proxies_config_is_named(change, message, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())
+    config["proxies"].update(change)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
+    assert code != 0
+    assert re.search(message, out, re.S), out[-3000:]
 
 
 @pytest.mark.parametrize("old, new", [("memory", "retrieval"), ("memorization", "influence")])

@@ -132,7 +132,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                      warmup_frac: float = 0.0, pad: int = 4, flip: bool | None = None,
                      x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, eval_every: int = 1,
                      max_steps: int | None = None, amp: bool | None = None, channels_last: bool | None = None,
-                     show_progress: bool = True, resume_path: str | os.PathLike | None = None,
+                     show_progress: bool = True, record=None, resume_path: str | os.PathLike | None = None,
                      checkpoint_every_s: float = 300.0) -> dict:
     """Train ``model`` in place on uint8 images ``x_uint8`` ``[N, H, W, C]`` with int labels ``y``.
 
@@ -148,11 +148,14 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     ``max_steps`` truncates training (the schedule is laid out over the truncated length).
     ``seed`` drives shuffling and augmentation; weight initialization happens when the net is built, so call
     ``memgen.runtime.seed_everything(seed)`` before building it for a fully reproducible run.
+    ``record``, when given, is called after every training step as ``record(epoch, idx, prob, correct)``: the
+    positions in ``x_uint8`` of the batch, their true-class probability and correctness (on the augmented
+    images, before the step), e.g. a :class:`memgen.proxies.LearningSpeedRecorder`.
     ``resume_path`` (a file outside the job's declared outputs, which Snakemake deletes when a job fails): the
-    training state (weights, optimizer, RNG states, position, curves) is written there atomically at the start
-    of a batch once ``checkpoint_every_s`` seconds have passed since the last write; a call whose arguments,
-    data and initial weights match the saved run continues from it, a mismatching file is ignored and replaced.
-    The file is removed when training ends.
+    training state (weights, optimizer, RNG states, position, curves, and ``record``'s ``state_dict()``) is
+    written there atomically at the start of a batch once ``checkpoint_every_s`` seconds have passed since the
+    last write; a call whose arguments, data and initial weights match the saved run continues from it, a
+    mismatching file is ignored and replaced. The file is removed when training ends.
     """
     wall0, cpu0 = time.perf_counter(), time.process_time()
     device = resolve_device(device)
@@ -209,12 +212,17 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         "momentum": momentum, "nesterov": nesterov, "warmup_frac": warmup_frac, "pad": pad, "flip": flip,
         "eval_every": eval_every, "max_steps": max_steps, "amp": amp, "channels_last": channels_last,
         "n_val": None if x_val is None else len(x_val)}) if resume_path else None
+    if resume_path and record is not None and not hasattr(record, "state_dict"):
+        raise ValueError("a record hook of a resumable run needs state_dict() / load_state_dict() (its sums are part "
+                         "of the training state)")
     resumed = load_training_state(resume_path, run_key) if resume_path else None
     start_epoch, start_batch, perm = 0, 0, None
     if resumed:
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
         restore_rng(resumed["rng"], gen)
+        if record is not None:
+            record.load_state_dict(resumed["record"])
         start_epoch, start_batch, perm = resumed["epoch"], resumed["batch"], resumed["perm"].to(device)
         step, images, train_time = resumed["step"], resumed["images"], resumed["train_time"]
         loss_curve, acc_curve, step_loss, val_curve = (resumed["curves"][k] for k in ("loss", "acc", "step", "val"))
@@ -241,7 +249,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                                     step=step, images=images, train_time=train_time + time.perf_counter() - t0,
                                     loss_sum=loss_sum, correct=correct, seen=seen,
                                     curves={"loss": loss_curve, "acc": acc_curve, "step": step_loss,
-                                            "val": val_curve})
+                                            "val": val_curve},
+                                    record=None if record is None else record.state_dict())
                 last_save = time.perf_counter()
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor(schedule, step / total_steps, warmup_frac)
@@ -260,6 +269,9 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
             loss.backward()
             opt.step()
             loss_d = loss.detach()
+            if record is not None:
+                prob = torch.softmax(logits.detach().float(), 1).gather(1, yb[:, None])[:, 0]
+                record(epoch, idx, prob, logits.detach().argmax(1) == yb)
             loss_sum += loss_d * len(idx)
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(idx)

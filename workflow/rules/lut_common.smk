@@ -5,8 +5,12 @@ import re
 from memgen.bits import CODING_PATTERN, coding_name
 from memgen.lut.stages import TABLE1_METHODS
 
-validate(config["lut"], schema="../schemas/lut.schema.yaml")
+validate(config["lut"], schema="../schemas/lut.schema.yaml")   # fills the schema's defaults
 LUT = config["lut"]
+# A dataset that lut.binarize does not list is binarized as an empty entry: with the schema's defaults.
+_unlisted = {"binarize": {"unlisted": {}}}
+validate(_unlisted, schema="../schemas/lut.schema.yaml")
+DEFAULT_BINARIZATION = _unlisted["binarize"]["unlisted"]
 
 
 def lut_dataset(section):
@@ -18,7 +22,9 @@ def lut_dataset(section):
 
 
 def lut_binarization(dataset):
-    return {"scheme": "threshold", "bits": 1, "threshold": 128, "grey": False, **LUT["binarize"].get(dataset, {})}
+    """The dataset's memgen.bits.binarize settings, keys in one order (job params do not follow the config's)."""
+    entry = LUT["binarize"].get(dataset, DEFAULT_BINARIZATION)
+    return {key: entry[key] for key in ("scheme", "bits", "threshold", "grey")}
 
 
 def lut_coding(dataset):

@@ -8,7 +8,8 @@ include: "retrieval_common.smk"
 
 
 rule train_backbone:
-    """Train the dataset's backbone on the split's training part (validation accuracy on its hold-out)."""
+    """Train the dataset's backbone on the split's training part (validation accuracy on its hold-out), recording
+    the learning speed of every training example (memgen.proxies)."""
     input:
         cache="results/data/{dataset}.npz",
         split="results/splits/{dataset}/{split}.npz",
@@ -16,6 +17,8 @@ rule train_backbone:
     output:
         checkpoint="results/retrieval/{dataset}/{split}/backbone.pt",
         metrics="results/retrieval/{dataset}/{split}/backbone.json",
+        proxies="results/retrieval/{dataset}/{split}/proxies.csv",
+        proxy_curves="results/retrieval/{dataset}/{split}/proxies.npz",
     params:
         settings=lambda wc: backbone_settings(wc.dataset, wc.split),
         seed=config["seed"],

@@ -25,7 +25,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from memgen.knn import vote
-from memgen.runtime import progress, resolve_device, save_npz
+from memgen.runtime import atomic_path, progress, resolve_device, save_npz
 
 
 @dataclass
@@ -205,6 +205,9 @@ class MLPLearner:
     floating-point rounding.  ``parallel=None``: 256 models at once on CUDA; on CPU as many as torch
     threads, so that each thread runs whole matrix products of its own model (no synchronisation
     inside the small products, which stalls when other processes share the cores).
+    ``record`` (e.g. a :class:`memgen.proxies.LearningSpeedRecorder` keyed by model seed) is called after every
+    forward pass of training as ``record(epoch, idx [k, b], prob [k, b], correct [k, b], models=seeds)``: each
+    model's batch positions, their true-class probability and correctness before the step.
     """
 
     @classmethod
@@ -216,7 +219,7 @@ class MLPLearner:
     def __init__(self, x_train, y_train, x_test, y_test, hidden: Sequence[int] = (512, 256), epochs: int = 10,
                  lr: float = 0.1, momentum: float = 0.9, batch_size: int = 128, n_classes: int | None = None,
                  mode: str = "batched", parallel: int | None = None, device: str = "auto", dtype=None,
-                 eval_batch: int = 8192, show_progress: bool = False):
+                 eval_batch: int = 8192, show_progress: bool = False, record=None):
         import torch
 
         if mode not in ("batched", "reference"):
@@ -236,6 +239,7 @@ class MLPLearner:
         self.parallel = parallel or (256 if self.device.startswith("cuda") else torch.get_num_threads())
         self.eval_batch = int(eval_batch)
         self.show_progress = show_progress
+        self.record = record
         self.name = (f"mlp{'-'.join(map(str, self.sizes))}_e{self.epochs}_lr{self.lr:g}_m{self.momentum:g}"
                      f"_b{self.batch_size}")
 
@@ -305,7 +309,12 @@ class MLPLearner:
                             h.relu_()
                         acts.append(h)
                     g = torch.softmax(acts[-1], dim=-1)          # d(mean cross-entropy)/d(logits)
-                    g.view(k * b, -1)[torch.arange(k * b, device=dev), Y.index_select(0, idx)] -= 1.0
+                    yb = Y.index_select(0, idx)
+                    if self.record is not None:
+                        yk = yb.view(k, b, 1)
+                        self.record(e, idx.view(k, b), g.gather(2, yk)[..., 0],
+                                    acts[-1].argmax(-1) == yk[..., 0], models=seeds)
+                    g.view(k * b, -1)[torch.arange(k * b, device=dev), yb] -= 1.0
                     g.mul_(1.0 / b)
                     for l in range(L - 1, -1, -1):
                         # SGD momentum (torch semantics: buf = momentum * buf + grad) fused into the
@@ -334,11 +343,15 @@ class MLPLearner:
         model = torch.nn.Sequential(*layers[:-1]).to(dev)
         opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum, foreach=True)
         sub = torch.from_numpy(np.asarray(subset)).to(dev)
-        for order in epoch_orders(seed, len(subset), self.epochs):
+        for e, order in enumerate(epoch_orders(seed, len(subset), self.epochs)):
             gidx = sub[torch.from_numpy(order).to(dev)]
             for s in range(0, len(subset), self.batch_size):
                 idx = gidx[s:s + self.batch_size]
-                loss = F.cross_entropy(model(self.X.index_select(0, idx)), self.Y.index_select(0, idx))
+                logits, yb = model(self.X.index_select(0, idx)), self.Y.index_select(0, idx)
+                if self.record is not None:
+                    self.record(e, idx[None], torch.softmax(logits.detach(), 1).gather(1, yb[:, None]).T,
+                                (logits.detach().argmax(1) == yb)[None], models=[seed])
+                loss = F.cross_entropy(logits, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -664,7 +677,8 @@ class NetLearner:
     case, GPU scale.  One model at a time; the model seed fixes initialisation, batch order and
     augmentation, so a model is a pure function of (subset, seed).  ``settings`` is a training recipe: ``arch``
     and every key of :data:`memgen.train.RECIPE_KEYS` (the study's config entry, whose schema fills the
-    defaults)."""
+    defaults). ``record`` is called as in :class:`MLPLearner` (``[1, b]`` arrays, ``models=[seed]``) at every
+    training step."""
 
     @classmethod
     def from_settings(cls, x_train, y_train, x_test, y_test, settings: dict, *, n_classes: int, device: str,
@@ -673,7 +687,7 @@ class NetLearner:
                    show_progress=show_progress)
 
     def __init__(self, x_train, y_train, x_test, y_test, settings: dict, n_classes: int | None = None,
-                 device: str = "auto", show_progress: bool = False):
+                 device: str = "auto", show_progress: bool = False, record=None):
         from memgen.data import check_images
         from memgen.train import recipe_kwargs
 
@@ -687,6 +701,7 @@ class NetLearner:
         self.recipe = recipe_kwargs(self.settings)
         self.device = resolve_device(device)
         self.show_progress = show_progress
+        self.record = record
         s = self.settings
         self.name = f"net_{s['arch']}_e{s['epochs']}_lr{s['lr']:g}_b{s['batch_size']}_{s['schedule']}"
         self.checkpoint_dir, self.checkpoint_every_s = None, 300.0
@@ -726,20 +741,47 @@ class NetLearner:
         for q in progress(range(len(subsets)), desc="networks", disable=not self.show_progress):
             key = self._model_key(subsets[q], seeds[q]) if self.checkpoint_dir else None
             finished = self.checkpoint_dir / f"outputs_{key}.npz" if key else None
+            recorded = self.checkpoint_dir / f"record_{key}.pt" if key and self.record is not None else None
             if finished and finished.exists():
                 with np.load(finished) as z:
                     out.put([q], Outputs(*(z[f] for f in Outputs.__dataclass_fields__)))
+                if recorded:      # the recorder's sums after this network (networks run in order)
+                    self.record.load_state_dict(torch.load(recorded, weights_only=False))
                 continue
             seed_everything(seeds[q])
             model = self._build()
+            record = None if self.record is None else _SubsetRecord(self.record, subsets[q], seeds[q], self.device)
             train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **self.recipe,
-                             device=self.device, seed=seeds[q], show_progress=False,
+                             device=self.device, seed=seeds[q], show_progress=False, record=record,
                              resume_path=self.checkpoint_dir / f"training_{key}.pt" if key else None,
                              checkpoint_every_s=self.checkpoint_every_s)
             logits = torch.from_numpy(predict_logits(model, x_all, device=self.device))[None]
             c, p, m = scores_from_logits(logits, y_all)
             result = Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:])
+            if recorded:
+                with atomic_path(recorded) as tmp:
+                    torch.save(self.record.state_dict(), tmp)
             if finished:
                 save_npz(finished, compress=False, **{f: getattr(result, f) for f in Outputs.__dataclass_fields__})
             out.put([q], result)
         return out
+
+
+class _SubsetRecord:
+    """A network's record hook: maps batch positions in its subset to training positions for the shard's recorder,
+    whose sums it saves and restores with the network's training state."""
+
+    def __init__(self, recorder, subset, seed: int, device: str):
+        import torch
+
+        self.recorder, self.seed = recorder, int(seed)
+        self.subset = torch.as_tensor(subset, device=device)
+
+    def __call__(self, epoch, idx, prob, correct) -> None:
+        self.recorder(epoch, self.subset[idx][None], prob[None], correct[None], models=[self.seed])
+
+    def state_dict(self) -> dict:
+        return self.recorder.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recorder.load_state_dict(state)

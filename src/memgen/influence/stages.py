@@ -17,16 +17,22 @@ dataset's original indices (``index``).
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from dataclasses import dataclass
 
 import numpy as np
 
 from memgen.data import load_cache
-from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard
+from memgen.influence.estimator import ShardSpec, estimate, model_seed, removal_experiment, run_shard
 from memgen.influence.learners import LEARNERS
-from memgen.runtime import resolve_device, write_csv, write_json
+from memgen.proxies import LearningSpeedRecorder, shard_arrays
+from memgen.runtime import resolve_device, save_npz, write_csv, write_json
 from memgen.splits import load_split
+
+# Learners that take a ``record`` callback (trained by minibatches): their shards keep each example's learning
+# speed (memgen.proxies).
+RECORDING_LEARNERS = tuple(name for name, cls in LEARNERS.items() if "record" in inspect.signature(cls).parameters)
 
 MEM_THETA = 0.25
 
@@ -97,15 +103,23 @@ def build_learner(study: dict, task: Task, device: str = "auto", show_progress: 
 # -------------------------------------------------------------------------------------------------- stages
 def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, ratio: float, device: str = "auto",
                 models_per_call: int | None = None, checkpoint_dir=None, checkpoint_every_s: float = 300.0) -> None:
-    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores).
-
-    Learners that train networks (``net``) keep resume files in ``checkpoint_dir`` (see
+    """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores); for
+    :data:`RECORDING_LEARNERS` also each model's learning-speed sums (``learn_*``, :func:`memgen.proxies.shard_arrays`).
+    Learners that train networks keep resume files in ``checkpoint_dir`` (see
     :meth:`memgen.influence.learners.NetLearner.checkpoint_to`), removed once the shard is written."""
+    seed = int(study["seed"])
     learner = build_learner(study, task, device=device)
-    if checkpoint_dir and isinstance(learner, L.NetLearner):
+    if checkpoint_dir and hasattr(learner, "checkpoint_to"):
         learner.checkpoint_to(checkpoint_dir, checkpoint_every_s)
-    spec = ShardSpec.for_learner(learner, ratio=ratio, seed=int(study["seed"]))
-    run_shard(learner, spec, start, stop, out_path, models_per_call=models_per_call)
+    recorder = None
+    if study["learner"] in RECORDING_LEARNERS:
+        recorder = LearningSpeedRecorder(len(task.y_train), models=[model_seed(seed, k) for k in range(start, stop)])
+        learner.record = recorder
+    spec = ShardSpec.for_learner(learner, ratio=ratio, seed=seed)
+    arrays = run_shard(learner, spec, start, stop, models_per_call=models_per_call)
+    if recorder is not None:
+        arrays.update(shard_arrays(recorder))
+    save_npz(out_path, **arrays)
     if checkpoint_dir:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
 

@@ -20,6 +20,7 @@ from memgen.retrieval.gates import GATES, ORACLE_LABEL, GateInputs, oracle_gate
 from memgen.retrieval.memory import Neighbors, find_neighbors, knn_classify, knn_table, leave_one_out_neighbors, softmax
 from memgen.retrieval.transformer import predict_neighbor_transformer, train_neighbor_transformer
 from memgen.nets import build_net
+from memgen.proxies import LearningSpeed, LearningSpeedRecorder
 from memgen.runtime import resolve_device, save_npz, seed_everything, write_csv, write_json
 from memgen.splits import load_split
 from memgen.train import embed, load_checkpoint, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
@@ -39,25 +40,29 @@ def load_split_images(cache_path, split_path):
 
 
 # -------------------------------------------------------------------------------------------------- stages
-def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, *, settings: dict, split: str,
-                   device: str = "auto", seed: int = 0, resume_path=None, checkpoint_every_s: float = 300.0) -> dict:
-    """Train the backbone on the split's training part; validation accuracy on its hold-out. ``settings`` is the
-    dataset's ``retrieval.backbone`` entry with this split's epochs (the workflow's ``backbone_settings``).
+def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, proxies_csv=None, proxies_npz=None, *,
+                   settings: dict, split: str, device: str = "auto", seed: int = 0, resume_path=None,
+                   checkpoint_every_s: float = 300.0) -> dict:
+    """Train the backbone on the split's training part; validation accuracy on its hold-out (none for a split
+    without one, e.g. ``all``). ``settings`` is the dataset's ``retrieval.backbone`` entry with this split's
+    epochs (the workflow's ``backbone_settings``). With ``proxies_csv`` / ``proxies_npz``, also the
+    learning-speed proxy of every training example, recorded during this training (:mod:`memgen.proxies`).
     ``resume_path``: where training saves its state every ``checkpoint_every_s`` s and resumes from."""
     parts, sp = load_split_images(cache_path, split_path)
-    x, y, _ = parts["train"]
-    if len(parts["val"][0]) == 0:
-        raise ValueError(f"split '{split}' has no validation hold-out; the gates need one "
-                         "(config splits.validation_size > 0)")
+    x, y, ids = parts["train"]
+    x_val, y_val = parts["val"][:2] if len(parts["val"][0]) else (None, None)
+    recorder = LearningSpeedRecorder(len(y)) if proxies_csv else None
     seed_everything(seed)
     net_kwargs = {"num_classes": sp.n_classes, "in_channels": x.shape[-1]}
     if settings["arch"] in ("mnist_cnn", "lenet"):
         net_kwargs["image_size"] = x.shape[1]
     model = build_net(settings["arch"], **net_kwargs)
     metrics = train_classifier(model, x, y, **recipe_kwargs(settings), device=device, seed=seed,
-                               x_val=parts["val"][0], y_val=parts["val"][1], resume_path=resume_path,
+                               x_val=x_val, y_val=y_val, record=recorder, resume_path=resume_path,
                                checkpoint_every_s=checkpoint_every_s)
     metrics["arch"], metrics["epochs"] = settings["arch"], int(settings["epochs"])
+    if recorder is not None:
+        LearningSpeed.from_recorder(recorder).write(proxies_csv, proxies_npz, index=ids, label=y)
     save_checkpoint(checkpoint_path, model, metrics)
     write_json(metrics_path, metrics)
     return metrics
@@ -143,6 +148,9 @@ def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_ks) -> 
     (``out_npz``, ``{key}_k{k}``) and fitted settings and accuracies (``out_json``, under ``k{k}``).  The
     oracle and the gates use the one k-NN answer of :func:`knn_classify`."""
     e, nb, sp = load_npz(emb_path), load_npz(nb_path), load_split(split_path)
+    if len(e["val_y"]) == 0:
+        raise ValueError(f"split {split_path} has no validation hold-out; the gates are fit on one "
+                         "(config splits.validation_size > 0, and not the split 'all')")
     n_classes = int(e["n_classes"])
     arrays, info = {}, {"gate_ks": [int(k) for k in gate_ks], "n_val": int(len(e["val_y"]))}
     for k in gate_ks:
