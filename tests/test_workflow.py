@@ -101,6 +101,18 @@ def test_bad_config_value_stops_with_its_name(override, message):
     assert re.search(message, out, re.S), out[-3000:]
 
 
+def test_jobs_never_ask_for_more_threads_than_the_machine_has():
+    """--cores and a rule's threads above the machine's physical cores are scaled down to them."""
+    from memgen.runtime import usable_cores
+
+    cores = usable_cores()
+    code, out = snakemake("results/retrieval/cifar10/full/backbone.pt", "-n", "-F", "--cores", str(4 * cores),
+                          "--set-threads", f"train_backbone={4 * cores}", *SMOKE, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    assert f"--cores {4 * cores} is more than the {cores} physical cores" in out
+    assert re.findall(r"^\s+threads: (\d+)$", out, re.M) == ([str(cores)] if cores > 1 else [])
+
+
 def test_missing_data_file_is_named(tmp_path):
     shutil.copy2(REPO / "config.yaml", tmp_path)
     code, out = snakemake("-n", "-s", str(REPO / "Snakefile"), "--config", f"data_root={tmp_path}", cwd=tmp_path)
@@ -452,6 +464,54 @@ def test_bad_influence_config_is_named(change, message, tmp_path):
     code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
     assert code != 0
     assert re.search(message, out, re.S), out[-3000:]
+
+
+PAPER = ["--configfile", "workflow/presets/paper.yaml"]
+# The benchmark target's rules: the only ones outside `all`.
+BENCHMARK_RULES = {"bench", "bench_lut"}
+
+
+def test_paper_preset_plans_every_rule_of_the_study():
+    import yaml
+
+    code, out = snakemake("--list-rules", *PAPER, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    rules = set(re.findall(r"^(\w+)(?: \(.*)?$", out, re.M))          # "name" or "name (docstring"
+    assert {"train_backbone", "influence_shard", "lut_sweep", "render_report"} <= rules, out[-3000:]
+    code, out = snakemake("all", "-n", "-F", *PAPER, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    jobs = planned_jobs(out)
+    assert set(jobs) == rules - BENCHMARK_RULES, set(jobs) ^ (rules - BENCHMARK_RULES)
+    paper = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
+    studies = paper["influence"]["studies"]
+    assert jobs["influence_shard"] == sum(-(-s["t"] // s["shard_size"]) for s in studies.values())
+    assert jobs["influence_estimate"] == len(studies)
+    assert jobs["influence_removal"] == len(paper["influence"]["removal"])
+    transformer = paper["retrieval"]["transformer"]
+    assert jobs["neighbor_transformer"] == len(transformer["variants"]) * sum(map(len, transformer["splits"].values()))
+
+
+def test_paper_preset_backbone_runs_through_the_cluster_executor_at_tiny_size(tmp_path):
+    """The paper's 200-epoch ResNet-20 recipe, cut to 2 SGD steps on 600 images, as three cluster jobs."""
+    import json
+
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, tmp_path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    (tmp_path / "tiny.yaml").write_text(json.dumps({
+        "datasets": {"cifar10": {"limit": {"train": 600, "test": 100}}}, "splits": {"validation_size": 100},
+        "retrieval": {"backbone": {"cifar10": {"max_steps": 2}}}}))
+    target = "results/retrieval/cifar10/full/backbone.json"
+    code, out = snakemake(target, "--workflow-profile", "workflow/profiles/local-cluster", *PAPER, "tiny.yaml",
+                          "--config",
+                          f"data_root={DATA_ROOT}", cwd=tmp_path, timeout=600)
+    assert code == 0, out[-5000:]
+    ledger = pd.read_csv(tmp_path / ".snakemake/local-cluster/jobs.tsv", sep="\t", names=["rule", "inputs"])
+    assert sorted(ledger.rule) == ["make_split", "prepare_data", "train_backbone"]
+    metrics = json.loads((tmp_path / target).read_text())
+    assert (metrics["epochs"], metrics["batch_size"], metrics["lr"], metrics["steps"]) == (200, 128, 0.1, 2)
+    assert not list((tmp_path / "results").glob("checkpoints/**/*.pt")), "the resume file is removed at the end"
 
 
 @pytest.mark.parametrize("change, message", [

@@ -8,6 +8,8 @@ with log_to(snakemake.log[0]):
     metrics = train_backbone(snakemake.input.cache, snakemake.input.split, snakemake.output.checkpoint,
                              snakemake.output.metrics, snakemake.output.proxies, snakemake.output.proxy_curves,
                              settings=dict(snakemake.params.settings), split=snakemake.wildcards.split,
-                             device=snakemake.params.device, seed=snakemake.params.seed)
+                             device=snakemake.params.device, seed=snakemake.params.seed,
+                             resume_path=snakemake.params.resume,
+                             checkpoint_every_s=60 * snakemake.resources.checkpoint_minutes)
     print(f"{snakemake.wildcards.dataset}/{snakemake.wildcards.split}: val accuracy "
           f"{metrics.get('val_accuracy')}, {metrics['images_per_s']:.0f} img/s")

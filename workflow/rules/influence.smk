@@ -28,6 +28,8 @@ rule influence_shard:
         binarization=lambda wc: study_binarization(wc.study),
         ratio=INFLUENCE["ratio"],
         device=config["device"],
+        # Not an output: Snakemake deletes a failed job's outputs, and these files must outlive the failure.
+        resume="results/checkpoints/influence_shard/{study}/{start}-{stop}",
     log:
         "results/logs/influence_shard/{study}/{start}-{stop}.log",
     benchmark:
@@ -38,6 +40,8 @@ rule influence_shard:
     resources:
         mem_mb=6000,
         gpu=INFLUENCE_GPU,
+        # How often the training state is saved: how the job runs, not what it makes, so not a param (no rerun).
+        checkpoint_minutes=config["checkpoint_minutes"],
     script:
         "../../src/scripts/influence_shard.py"
 

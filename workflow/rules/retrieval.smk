@@ -23,6 +23,8 @@ rule train_backbone:
         settings=lambda wc: backbone_settings(wc.dataset, wc.split),
         seed=config["seed"],
         device=config["device"],
+        # Not an output: Snakemake deletes a failed job's outputs, and this file must outlive the failure.
+        resume="results/checkpoints/train_backbone/{dataset}/{split}.pt",
     log:
         "results/logs/train_backbone/{dataset}/{split}.log",
     benchmark:
@@ -33,6 +35,8 @@ rule train_backbone:
     resources:
         mem_mb=6000,
         gpu=RETRIEVAL_GPU,
+        # How often the training state is saved: how the job runs, not what it makes, so not a param (no rerun).
+        checkpoint_minutes=config["checkpoint_minutes"],
     script:
         "../../src/scripts/train_backbone.py"
 
