@@ -102,6 +102,18 @@ def test_bad_config_value_stops_with_its_name(override, message):
     assert re.search(message, out, re.S), out[-3000:]
 
 
+def test_jobs_never_ask_for_more_threads_than_the_machine_has():
+    """--cores and a rule's threads above the machine's physical cores are scaled down to them."""
+    from memgen.runtime import usable_cores
+
+    cores = usable_cores()
+    code, out = snakemake("results/retrieval/cifar10/full/backbone.pt", "-n", "-F", "--cores", str(4 * cores),
+                          "--set-threads", f"train_backbone={4 * cores}", *SMOKE, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    assert f"--cores {4 * cores} is more than the {cores} physical cores" in out
+    assert re.findall(r"^\s+threads: (\d+)$", out, re.M) == ([str(cores)] if cores > 1 else [])
+
+
 def test_missing_data_file_is_named(tmp_path):
     shutil.copy2(REPO / "config.yaml", tmp_path)
     code, out = snakemake("-n", "-s", str(REPO / "Snakefile"), "--config", f"data_root={tmp_path}", cwd=tmp_path)
@@ -211,7 +223,7 @@ def test_every_rule_declares_every_memgen_module_its_script_imports():
 
 RETRIEVAL_RARE = {"train_backbone": 1, "embed": 1, "knn": 1, "gate": 1, "evaluate_retrieval": 1, "retrieval_tables": 1,
                   "retrieval_figures": 1}
-REPORT = {"runtime_table": 1, "render_report": 1, "all": 1}
+REPORT = {"scorecard": 1, "runtime_table": 1, "render_report": 1, "all": 1}   # a table changed: the scorecard reads them
 
 
 @pytest.mark.parametrize("old, new, jobs", [
@@ -364,13 +376,14 @@ def test_editing_a_module_reruns_only_its_dependents(touched):
     try:
         assert dry_run() == {}
         edit(modules["plots"])
-        assert set(dry_run()) == {"summarize_data", "plot_data", "influence_figures", "proxy_figures"} | report
+        assert set(dry_run()) == {"summarize_data", "plot_data", "lut_figures", "retrieval_figures", "influence_figures",
+                                  "proxy_figures"} | report   # every figure job draws through plots
         modules["plots"].write_text(originals["plots"])
         edit(modules["lut/figures"])
         assert set(dry_run()) == {"lut_figures"} | report
         modules["lut/figures"].write_text(originals["lut/figures"])
         edit(modules["retrieval/tables"])   # also read by the report's retrieval notebook
-        assert set(dry_run()) == {"retrieval_tables", "retrieval_figures"} | report   # figures read a table
+        assert set(dry_run()) == {"retrieval_tables", "retrieval_figures", "scorecard"} | report   # both read tables
         modules["retrieval/tables"].write_text(originals["retrieval/tables"])
         assert dry_run() == {}               # the same content again: nothing is stale
         edit(modules["splits"])
@@ -453,6 +466,54 @@ def test_bad_influence_config_is_named(change, message, tmp_path):
     code, out = snakemake("-n", "--configfile", str(tmp_path / "bad.yaml"))
     assert code != 0
     assert re.search(message, out, re.S), out[-3000:]
+
+
+PAPER = ["--configfile", "workflow/presets/paper.yaml"]
+# The benchmark target's rules: the only ones outside `all`.
+BENCHMARK_RULES = {"bench", "bench_lut"}
+
+
+def test_paper_preset_plans_every_rule_of_the_study():
+    import yaml
+
+    code, out = snakemake("--list-rules", *PAPER, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    rules = set(re.findall(r"^(\w+)(?: \(.*)?$", out, re.M))          # "name" or "name (docstring"
+    assert {"train_backbone", "influence_shard", "lut_sweep", "render_report"} <= rules, out[-3000:]
+    code, out = snakemake("all", "-n", "-F", *PAPER, "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    jobs = planned_jobs(out)
+    assert set(jobs) == rules - BENCHMARK_RULES, set(jobs) ^ (rules - BENCHMARK_RULES)
+    paper = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
+    studies = paper["influence"]["studies"]
+    assert jobs["influence_shard"] == sum(-(-s["t"] // s["shard_size"]) for s in studies.values())
+    assert jobs["influence_estimate"] == len(studies)
+    assert jobs["influence_removal"] == len(paper["influence"]["removal"])
+    transformer = paper["retrieval"]["transformer"]
+    assert jobs["neighbor_transformer"] == len(transformer["variants"]) * sum(map(len, transformer["splits"].values()))
+
+
+def test_paper_preset_backbone_runs_through_the_cluster_executor_at_tiny_size(tmp_path):
+    """The paper's 200-epoch ResNet-20 recipe, cut to 2 SGD steps on 600 images, as three cluster jobs."""
+    import json
+
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, tmp_path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    (tmp_path / "tiny.yaml").write_text(json.dumps({
+        "datasets": {"cifar10": {"limit": {"train": 600, "test": 100}}}, "splits": {"validation_size": 100},
+        "retrieval": {"backbone": {"cifar10": {"max_steps": 2}}}}))
+    target = "results/retrieval/cifar10/full/backbone.json"
+    code, out = snakemake(target, "--workflow-profile", "workflow/profiles/local-cluster", *PAPER, "tiny.yaml",
+                          "--config",
+                          f"data_root={DATA_ROOT}", cwd=tmp_path, timeout=600)
+    assert code == 0, out[-5000:]
+    ledger = pd.read_csv(tmp_path / ".snakemake/local-cluster/jobs.tsv", sep="\t", names=["rule", "inputs"])
+    assert sorted(ledger.rule) == ["make_split", "prepare_data", "train_backbone"]
+    metrics = json.loads((tmp_path / target).read_text())
+    assert (metrics["epochs"], metrics["batch_size"], metrics["lr"], metrics["steps"]) == (200, 128, 0.1, 2)
+    assert not list((tmp_path / "results").glob("checkpoints/**/*.pt")), "the resume file is removed at the end"
 
 
 @pytest.mark.parametrize("change, message", [

@@ -78,6 +78,19 @@ class LearningSpeedRecorder:
         csum.index_add_(0, flat, correct.to(self.device, torch.int32).reshape(-1))
         count.index_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
 
+    def state_dict(self) -> dict:
+        """The sums so far (on the CPU), for a training job's resume file (:func:`memgen.train.train_classifier`)."""
+        return {"keys": list(self.keys), "device": None if self.device is None else str(self.device),
+                "epochs": [tuple(t.cpu() for t in sums) for sums in self.epochs]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["keys"] != self.keys:
+            raise ValueError(f"recorder state of models {state['keys']} loaded into a recorder of {self.keys}")
+        import torch
+
+        self.device = None if state["device"] is None else torch.device(state["device"])
+        self.epochs = [tuple(t.to(self.device) for t in sums) for sums in state["epochs"]]
+
     def arrays(self) -> dict:
         """``prob_sum``, ``correct_sum``, ``count``: numpy ``[models, epochs, n]``."""
         if not self.epochs:

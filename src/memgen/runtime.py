@@ -64,6 +64,38 @@ def autocast(precision: str, device: str):
     return torch.autocast("cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
 
+def usable_cores() -> int:
+    """Physical cores this process may run on: its CPU affinity (a cluster job's allocation), SMT siblings counted
+    once, bounded by a cgroup CPU quota (a container limited to fewer CPUs than its host shows)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text().strip(), (topology / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", cpu))
+    quota = cgroup_cpu_quota()
+    return max(1, min(len(cores), quota) if quota else len(cores))
+
+
+def cgroup_cpu_quota(root: str | os.PathLike = "/sys/fs/cgroup") -> int | None:
+    """CPUs allowed by the cgroup's CFS quota (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), rounded up; None if
+    unlimited or unreadable."""
+    root = Path(root)
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    return max(1, -(-int(quota) // int(period)))
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed python, numpy and torch; return a numpy Generator for explicit use."""
     import torch

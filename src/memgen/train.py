@@ -12,12 +12,17 @@
   and logits of one pass (every :mod:`memgen.nets` network computes ``logits = fc(embedding)``). Both take
   the same ``precision``; outputs are float32.
 * :func:`save_checkpoint` / :func:`load_checkpoint` store the model config, weights and a metrics dict.
+* Given ``resume_path``, :func:`train_classifier` saves its whole training state there every
+  ``checkpoint_every_s`` seconds and resumes from it when called again with the same arguments; on CPU the
+  resumed run ends with the same weights, bit for bit, as an uninterrupted one (same seed, same threads).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import random
 import time
 
 import numpy as np
@@ -130,7 +135,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                      warmup_frac: float = 0.0, pad: int = 4, flip: bool | None = None,
                      x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, eval_every: int = 1,
                      max_steps: int | None = None, precision: str = "auto", channels_last: bool | None = None,
-                     show_progress: bool = True, record=None) -> dict:
+                     show_progress: bool = True, record=None, resume_path: str | os.PathLike | None = None,
+                     checkpoint_every_s: float = 300.0) -> dict:
     """Train ``model`` in place on uint8 images ``x_uint8`` ``[N, H, W, C]`` with int labels ``y``.
 
     Returns a JSON-serialisable metrics dict: per-epoch ``loss_curve`` / ``train_acc_curve`` (on augmented
@@ -149,6 +155,11 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     ``record``, when given, is called after every training step as ``record(epoch, idx, prob, correct)``: the
     positions in ``x_uint8`` of the batch, their true-class probability and correctness (on the augmented
     images, before the step), e.g. a :class:`memgen.proxies.LearningSpeedRecorder`.
+    ``resume_path`` (a file outside the job's declared outputs, which Snakemake deletes when a job fails): the
+    training state (weights, optimizer, RNG states, position, curves, and ``record``'s ``state_dict()``) is
+    written there atomically at the start of a batch once ``checkpoint_every_s`` seconds have passed since the
+    last write; a call whose arguments, data and initial weights match the saved run continues from it, a
+    mismatching file is ignored and replaced. The file is removed when training ends.
     """
     wall0, cpu0 = time.perf_counter(), time.process_time()
     device = resolve_device(device)
@@ -198,17 +209,52 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     log_every = max(1, total_steps // 200)
     step, images, train_time = 0, 0, 0.0
     n_epochs = math.ceil(total_steps / steps_per_epoch)
-    bar = progress(total=total_steps, desc="train", disable=not show_progress)
-    for epoch in range(n_epochs):
+    run_key = resume_key(model, x_uint8, y, {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule, "augment": augment,
+        "label_smoothing": label_smoothing, "device": device, "seed": seed, "weight_decay": weight_decay,
+        "momentum": momentum, "nesterov": nesterov, "warmup_frac": warmup_frac, "pad": pad, "flip": flip,
+        "eval_every": eval_every, "max_steps": max_steps, "precision": precision, "channels_last": channels_last,
+        "n_val": None if x_val is None else len(x_val)}) if resume_path else None
+    if resume_path and record is not None and not hasattr(record, "state_dict"):
+        raise ValueError("a record hook of a resumable run needs state_dict() / load_state_dict() (its sums are part "
+                         "of the training state)")
+    resumed = load_training_state(resume_path, run_key) if resume_path else None
+    start_epoch, start_batch, perm = 0, 0, None
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        restore_rng(resumed["rng"], gen)
+        if record is not None:
+            record.load_state_dict(resumed["record"])
+        start_epoch, start_batch, perm = resumed["epoch"], resumed["batch"], resumed["perm"].to(device)
+        step, images, train_time = resumed["step"], resumed["images"], resumed["train_time"]
+        loss_curve, acc_curve, step_loss, val_curve = (resumed["curves"][k] for k in ("loss", "acc", "step", "val"))
+        print(f"resuming from {resume_path} at step {step} of {total_steps} (epoch {start_epoch + 1})")
+    last_save = time.perf_counter()
+    bar = progress(total=total_steps, initial=step, desc="train", disable=not show_progress)
+    for epoch in range(start_epoch, n_epochs):
         model.train()
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(device)
+        if perm is None:
+            perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        for b in range(steps_per_epoch):
+        if resumed and epoch == start_epoch:
+            loss_sum += resumed["loss_sum"]
+            correct += resumed["correct"]
+            seen = resumed["seen"]
+        for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
             if step >= total_steps:
                 break
+            if resume_path and time.perf_counter() - last_save >= checkpoint_every_s:
+                save_training_state(resume_path, run_key, model, opt, gen, epoch=epoch, batch=b, perm=perm,
+                                    step=step, images=images, train_time=train_time + time.perf_counter() - t0,
+                                    loss_sum=loss_sum, correct=correct, seen=seen,
+                                    curves={"loss": loss_curve, "acc": acc_curve, "step": step_loss,
+                                            "val": val_curve},
+                                    record=None if record is None else record.state_dict())
+                last_save = time.perf_counter()
             for group in opt.param_groups:
                 group["lr"] = lr * lr_factor(schedule, step / total_steps, warmup_frac)
             idx = perm[b * bs:(b + 1) * bs]
@@ -237,6 +283,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
             step += 1
             images += len(idx)
             bar.update(1)
+        perm = None
         if is_cuda:
             torch.cuda.synchronize()
         train_time += time.perf_counter() - t0
@@ -251,6 +298,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
             val_curve.append({"epoch": epoch + 1, "accuracy": val_acc, "loss": val_loss})
     bar.close()
     model.eval()
+    if resume_path and os.path.exists(resume_path):
+        os.remove(resume_path)
     return {
         "train_loss": loss_curve[-1], "train_accuracy": acc_curve[-1],
         "val_accuracy": val_curve[-1]["accuracy"] if val_curve else None,
@@ -263,9 +312,64 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         "train_time_s": train_time, "wall_time_s": time.perf_counter() - wall0,
         "cpu_time_s": time.process_time() - cpu0,
         "images_per_s": images / max(train_time, 1e-9), "n_train": n, "n_params": count_parameters(model),
+        "resumed_at_step": resumed["step"] if resumed else None,
         "input_mean": [float(v) for v in mean], "input_std": [float(v) for v in std],
         "model": dict(model.config),
     }
+
+
+# ------------------------------------------------------------------------------------------ resume files
+def resume_key(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, settings: dict) -> str:
+    """Fingerprint of one training run: its settings, the model's config and initial weights, and the data."""
+    h = hashlib.sha256(repr(sorted(settings.items())).encode())
+    h.update(repr(sorted(dict(model.config).items())).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr(np.shape(x_uint8)).encode())
+    h.update(np.ascontiguousarray(x_uint8).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def rng_state(gen: torch.Generator) -> dict:
+    state = {"gen": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict, gen: torch.Generator) -> None:
+    gen.set_state(state["gen"])
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(path, key: str, model, opt, gen, **position) -> None:
+    """Atomically write everything :func:`train_classifier` needs to continue at ``position`` (tensors on CPU)."""
+    def to_cpu(value):
+        return value.detach().cpu() if isinstance(value, torch.Tensor) else value
+
+    state = {"key": key, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "optimizer": opt.state_dict(), "rng": rng_state(gen), **{k: to_cpu(v) for k, v in position.items()}}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path, key: str) -> dict | None:
+    """The saved state of the run ``key`` at ``path``, or None when there is none (or it is another run's)."""
+    if not os.path.exists(path):
+        return None
+    # Not weights_only: the file holds numpy / python RNG states; it is this job's own file, not downloaded.
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("key") != key:
+        print(f"ignoring {path}: it was saved by a run with other settings, data or initial weights")
+        return None
+    return state
 
 
 # ----------------------------------------------------------------------------------------------- inference

@@ -10,4 +10,6 @@ with log_to(snakemake.log[0]):
                      snakemake.params.binarization)
     shard_stage(study, task, int(snakemake.wildcards.start), int(snakemake.wildcards.stop), snakemake.output[0],
                 ratio=snakemake.params.ratio, device=snakemake.params.device,
-                models_per_call=snakemake.params.models_per_call, precision=snakemake.params.precision)
+                models_per_call=snakemake.params.models_per_call, precision=snakemake.params.precision,
+                checkpoint_dir=snakemake.params.resume,
+                checkpoint_every_s=60 * snakemake.resources.checkpoint_minutes)

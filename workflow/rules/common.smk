@@ -11,7 +11,24 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(Path(workflow.bas
                                                            os.environ.get("PYTHONPATH")])))
 from memgen.code_inputs import script_modules
 from memgen.data import DataError, source_files
+from memgen.runtime import usable_cores
 from memgen.splits import SPLIT_PATTERN, pair_names
+
+# Jobs never ask for more threads than the machine has, whatever --cores says. With --cores 8 on 2 cores Snakemake
+# would start four 2-thread jobs at once and their OpenMP threads would spin against each other (a training job
+# fell from 2.9 to 0.1 it/s); so a local run schedules at most the machine's physical cores, which also caps each
+# rule's threads. A cluster job's own snakemake process parses this file too and caps at its node's allocation;
+# a cluster submission (--jobs) leaves the submitting machine's cores out of it. This sets Snakemake's global
+# `_cores` resource (what --cores fills in) before its scheduler starts.
+MACHINE_CORES = usable_cores()
+if workflow.nodes is None and (workflow.global_resources["_cores"].value or 0) > MACHINE_CORES:
+    if workflow.is_main_process:
+        print(f"memgen: --cores {workflow.global_resources['_cores'].value} is more than the {MACHINE_CORES} "
+              f"physical cores available here; scheduling jobs on {MACHINE_CORES}", file=sys.stderr)
+    workflow.global_resources["_cores"] = MACHINE_CORES
+# OpenMP threads sleep instead of spinning while they wait for work: on cores shared with other jobs (or other
+# users) spinning threads starve the ones doing the work. Jobs inherit this environment before they import torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Config keys renamed since earlier releases: an old config stops with the new name instead of a schema error.
 RENAMED_KEYS = {"memory": "retrieval", "memorization": "influence"}

@@ -29,6 +29,8 @@ rule influence_shard:
         ratio=INFLUENCE["ratio"],
         device=config["device"],
         precision=config["precision"],
+        # Not an output: Snakemake deletes a failed job's outputs, and these files must outlive the failure.
+        resume="results/checkpoints/influence_shard/{study}/{start}-{stop}",
     log:
         "results/logs/influence_shard/{study}/{start}-{stop}.log",
     benchmark:
@@ -39,6 +41,8 @@ rule influence_shard:
     resources:
         mem_mb=6000,
         gpu=INFLUENCE_GPU,
+        # How often the training state is saved: how the job runs, not what it makes, so not a param (no rerun).
+        checkpoint_minutes=config["checkpoint_minutes"],
     script:
         "../../src/scripts/influence_shard.py"
 
@@ -121,7 +125,7 @@ rule influence_tables:
                         subcategory="Tables")
            for name, path in INFLUENCE_TABLES.items()},
     params:
-        studies=list(STUDIES),
+        studies={name: model_settings(name) for name in STUDIES},   # same_algorithm compares their settings
         removal=list(INFLUENCE["removal"]),
         consistency=INFLUENCE["consistency"],
         last_layer=INFLUENCE["last_layer"],

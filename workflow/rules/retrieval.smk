@@ -24,6 +24,8 @@ rule train_backbone:
         seed=config["seed"],
         device=config["device"],
         precision=config["precision"],
+        # Not an output: Snakemake deletes a failed job's outputs, and this file must outlive the failure.
+        resume="results/checkpoints/train_backbone/{dataset}/{split}.pt",
     log:
         "results/logs/train_backbone/{dataset}/{split}.log",
     benchmark:
@@ -34,6 +36,8 @@ rule train_backbone:
     resources:
         mem_mb=6000,
         gpu=RETRIEVAL_GPU,
+        # How often the training state is saved: how the job runs, not what it makes, so not a param (no rerun).
+        checkpoint_minutes=config["checkpoint_minutes"],
     script:
         "../../src/scripts/train_backbone.py"
 

@@ -16,14 +16,16 @@ depends only on its subset and seed, never on which other models share the batch
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from memgen.knn import vote
-from memgen.runtime import autocast, progress, resolve_device, resolve_precision
+from memgen.runtime import atomic_path, autocast, progress, resolve_device, resolve_precision, save_npz
 
 
 @dataclass
@@ -748,6 +750,21 @@ class NetLearner:
         s = self.settings
         self.name = (f"net_{s['arch']}_e{s['epochs']}_lr{s['lr']:g}_b{s['batch_size']}_{s['schedule']}"
                      + ("_bf16" if self.precision == "bf16" else ""))
+        self.checkpoint_dir, self.checkpoint_every_s = None, 300.0
+
+    def checkpoint_to(self, folder, every_s: float = 300.0) -> None:
+        """Keep the resume file of the network in training (:func:`memgen.train.train_classifier`, written every
+        ``every_s`` seconds) and the outputs of each finished network in ``folder``: a rerun after an interruption
+        skips the finished networks and continues the interrupted one. Files are named by a fingerprint of the
+        network's data, subset, seed and settings, so a folder left by other settings is never reused."""
+        self.checkpoint_dir, self.checkpoint_every_s = Path(folder), float(every_s)
+
+    def _model_key(self, subset, seed: int) -> str:
+        h = hashlib.sha256(repr((sorted(self.settings.items()), self.n_classes, int(seed), self.precision)).encode())
+        for part in (self.x_train, self.y_train, self.x_test, self.y_test, np.asarray(subset, dtype=np.int64)):
+            h.update(repr(part.shape).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        return h.hexdigest()[:24]
 
     def _build(self):
         from memgen.nets import build_net
@@ -768,16 +785,50 @@ class NetLearner:
         x_all = np.concatenate([self.x_train, self.x_test])
         y_all = torch.from_numpy(np.concatenate([self.y_train, self.y_test]))
         for q in progress(range(len(subsets)), desc="networks", disable=not self.show_progress):
+            key = self._model_key(subsets[q], seeds[q]) if self.checkpoint_dir else None
+            finished = self.checkpoint_dir / f"outputs_{key}.npz" if key else None
+            recorded = self.checkpoint_dir / f"record_{key}.pt" if key and self.record is not None else None
+            if finished and finished.exists():
+                with np.load(finished) as z:
+                    out.put([q], Outputs(*(z[f] for f in Outputs.__dataclass_fields__)))
+                if recorded:      # the recorder's sums after this network (networks run in order)
+                    self.record.load_state_dict(torch.load(recorded, weights_only=False))
+                continue
             seed_everything(seeds[q])
             model = self._build()
-            record = None if self.record is None else (   # positions in the subset -> training positions
-                lambda e, i, p, c, sub=torch.as_tensor(subsets[q], device=self.device), seed=seeds[q]:
-                self.record(e, sub[i][None], p[None], c[None], models=[seed]))
+            record = None if self.record is None else _SubsetRecord(self.record, subsets[q], seeds[q], self.device)
             train_classifier(model, self.x_train[subsets[q]], self.y_train[subsets[q]], **self.recipe,
-                             device=self.device, seed=seeds[q], precision=self.precision, show_progress=False,
-                             record=record)
+                             device=self.device, seed=seeds[q], precision=self.precision, show_progress=False, record=record,
+                             resume_path=self.checkpoint_dir / f"training_{key}.pt" if key else None,
+                             checkpoint_every_s=self.checkpoint_every_s)
             logits = torch.from_numpy(predict_logits(model, x_all, device=self.device,
                                                              precision=self.precision))[None]
             c, p, m = scores_from_logits(logits, y_all)
-            out.put([q], Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:]))
+            result = Outputs(c[:, :n], c[:, n:], p[:, :n], p[:, n:], m[:, :n], m[:, n:])
+            if recorded:
+                with atomic_path(recorded) as tmp:
+                    torch.save(self.record.state_dict(), tmp)
+            if finished:
+                save_npz(finished, compress=False, **{f: getattr(result, f) for f in Outputs.__dataclass_fields__})
+            out.put([q], result)
         return out
+
+
+class _SubsetRecord:
+    """A network's record hook: maps batch positions in its subset to training positions for the shard's recorder,
+    whose sums it saves and restores with the network's training state."""
+
+    def __init__(self, recorder, subset, seed: int, device: str):
+        import torch
+
+        self.recorder, self.seed = recorder, int(seed)
+        self.subset = torch.as_tensor(subset, device=device)
+
+    def __call__(self, epoch, idx, prob, correct) -> None:
+        self.recorder(epoch, self.subset[idx][None], prob[None], correct[None], models=[self.seed])
+
+    def state_dict(self) -> dict:
+        return self.recorder.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.recorder.load_state_dict(state)

@@ -18,6 +18,7 @@ dataset's original indices (``index``).
 from __future__ import annotations
 
 import inspect
+import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,11 +113,16 @@ def build_learner(study: dict, task: Task, device: str = "auto", show_progress: 
 
 # -------------------------------------------------------------------------------------------------- stages
 def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, ratio: float, device: str = "auto",
-                models_per_call: int | None = None, precision: str = "auto") -> None:
+                models_per_call: int | None = None, precision: str = "auto",
+                checkpoint_dir=None, checkpoint_every_s: float = 300.0) -> None:
     """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores); for
-    :data:`RECORDING_LEARNERS` also each model's learning-speed sums (``learn_*``, :func:`memgen.proxies.shard_arrays`)."""
+    :data:`RECORDING_LEARNERS` also each model's learning-speed sums (``learn_*``, :func:`memgen.proxies.shard_arrays`).
+    Learners that train networks keep resume files in ``checkpoint_dir`` (see
+    :meth:`memgen.influence.learners.NetLearner.checkpoint_to`), removed once the shard is written."""
     seed = int(study["seed"])
     learner = build_learner(study, task, device=device, precision=precision)
+    if checkpoint_dir and hasattr(learner, "checkpoint_to"):
+        learner.checkpoint_to(checkpoint_dir, checkpoint_every_s)
     recorder = None
     if study["learner"] in RECORDING_LEARNERS:
         recorder = LearningSpeedRecorder(len(task.y_train), models=[model_seed(seed, k) for k in range(start, stop)])
@@ -126,6 +132,8 @@ def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, rat
     if recorder is not None:
         arrays.update(shard_arrays(recorder))
     save_npz(out_path, **arrays)
+    if checkpoint_dir:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, outputs: dict, *,

@@ -41,11 +41,13 @@ def load_split_images(cache_path, split_path):
 
 # -------------------------------------------------------------------------------------------------- stages
 def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, proxies_csv=None, proxies_npz=None, *,
-                   settings: dict, split: str, device: str = "auto", seed: int = 0, precision: str = "auto") -> dict:
+                   settings: dict, split: str, device: str = "auto", seed: int = 0, precision: str = "auto", resume_path=None,
+                   checkpoint_every_s: float = 300.0) -> dict:
     """Train the backbone on the split's training part; validation accuracy on its hold-out (none for a split
     without one, e.g. ``all``). ``settings`` is the dataset's ``retrieval.backbone`` entry with this split's
     epochs (the workflow's ``backbone_settings``). With ``proxies_csv`` / ``proxies_npz``, also the
-    learning-speed proxy of every training example, recorded during this training (:mod:`memgen.proxies`)."""
+    learning-speed proxy of every training example, recorded during this training (:mod:`memgen.proxies`).
+    ``resume_path``: where training saves its state every ``checkpoint_every_s`` s and resumes from."""
     parts, sp = load_split_images(cache_path, split_path)
     x, y, ids = parts["train"]
     x_val, y_val = parts["val"][:2] if len(parts["val"][0]) else (None, None)
@@ -56,7 +58,8 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, proxie
         net_kwargs["image_size"] = x.shape[1]
     model = build_net(settings["arch"], **net_kwargs)
     metrics = train_classifier(model, x, y, **recipe_kwargs(settings), device=device, seed=seed,
-                               x_val=x_val, y_val=y_val, record=recorder, precision=precision)
+                               x_val=x_val, y_val=y_val, record=recorder, precision=precision, resume_path=resume_path,
+                               checkpoint_every_s=checkpoint_every_s)
     metrics["arch"], metrics["epochs"] = settings["arch"], int(settings["epochs"])
     if recorder is not None:
         LearningSpeed.from_recorder(recorder).write(proxies_csv, proxies_npz, index=ids, label=y)
