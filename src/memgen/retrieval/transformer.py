@@ -199,8 +199,8 @@ def train_neighbor_transformer(keys: np.ndarray, key_labels: np.ndarray, neighbo
                "k": k, "epochs": epochs, "batch_size": bs, "lr": lr, "weight_decay": weight_decay,
                "loss_curve": loss_curve, "val_curve": val_curve,
                "val_accuracy": val_curve[-1]["accuracy"] if val_curve else None, "device": device,
-               # fp32 whatever the config's precision: bf16 autocast made this small model (d_model 128,
-               # k + 1 tokens) slower on CPU, its products too small to outweigh the casts
+               # fp32 whatever the config's precision: bf16 autocast was slower for this small model
+               # (d_model 128, k + 1 tokens) in most short CPU runs (tests/benchmarks/bench_precision.py)
                "precision": "fp32",
                "time_s": time.perf_counter() - wall0, "seed": seed,
                "n_params": sum(p.numel() for p in model.parameters()), "model": dict(model.config)}
