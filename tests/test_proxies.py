@@ -10,9 +10,10 @@ import torch
 from memgen.influence import estimator as mz
 from memgen.influence.learners import MLPLearner, NetLearner
 from memgen.nets import build_net
-from memgen.proxies import (LearningSpeed, LearningSpeedRecorder, agreement, from_shards, learning_speed,
+from memgen.proxies import (LearningSpeed, LearningSpeedRecorder, agreement, from_shards,
                             neighbourhood_proxies, pca_features, shard_arrays, validate)
 from memgen.runtime import seed_everything
+from memgen.train import train_classifier
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -74,8 +75,6 @@ def test_train_classifier_record_hook_sees_every_step():
         calls.append((epoch, idx.clone(), prob.clone(), correct.clone()))
 
     seed_everything(0)
-    from memgen.train import train_classifier
-
     train_classifier(build_net("mnist_cnn", num_classes=2, in_channels=1, image_size=8), x, y, epochs=2,
                      batch_size=16, lr=0.05, augment=False, flip=False, device="cpu", show_progress=False,
                      record=record)
@@ -91,8 +90,10 @@ def test_learning_speed_ranks_planted_mislabelled_images_least_regular():
     x, y, planted = images()
     seed_everything(0)
     model = build_net("mnist_cnn", num_classes=2, in_channels=1, image_size=8)
-    ls, metrics = learning_speed(model, x, y, epochs=6, batch_size=16, lr=0.05, augment=False, flip=False,
-                                 device="cpu", seed=0, show_progress=False)
+    recorder = LearningSpeedRecorder(len(y))
+    metrics = train_classifier(model, x, y, epochs=6, batch_size=16, lr=0.05, augment=False, flip=False,
+                               device="cpu", seed=0, show_progress=False, record=recorder)
+    ls = LearningSpeed.from_recorder(recorder)
     assert metrics["epochs_run"] == 6 and ls.curve_prob.shape == (len(y), 6)
     found = least(ls.learn_prob, len(planted)) & set(planted)
     assert len(found) >= 0.8 * len(planted)

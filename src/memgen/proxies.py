@@ -8,8 +8,7 @@ scores (high = typical, learned early and everywhere; low = atypical, mislabelle
 * **learning speed**: each time a training example passes through a training batch, its true-class
   probability and 0/1 correctness; per example, the mean over all its passes (``learn_prob``,
   ``learn_acc``) and the per-epoch curve. :class:`LearningSpeedRecorder` is the callback that
-  :func:`memgen.train.train_classifier` and the estimator's MLP learner accept as ``record``;
-  :func:`learning_speed` trains a model on data and returns the proxy, outside the workflow.
+  :func:`memgen.train.train_classifier` and the estimator's MLP learner accept as ``record``.
 * **neighbourhood** (:func:`neighbourhood_proxies`): on embeddings or (PCA-reduced) pixels, the share of an
   example's ``k`` nearest neighbours (itself excluded) with its label (``knn_agree``), the kernel estimate of
   its class's posterior among them (``kde_posterior``) and of its class-conditional density
@@ -155,17 +154,6 @@ class LearningSpeed:
         write_csv(csv_path, self.frame(index, label))
         save_npz(npz_path, index=np.asarray(index), label=np.asarray(label), curve_prob=self.curve_prob,
                  curve_acc=self.curve_acc, learn_prob=self.learn_prob, learn_acc=self.learn_acc)
-
-
-def learning_speed(model, x_uint8: np.ndarray, y: np.ndarray, **train_kwargs) -> tuple[LearningSpeed, dict]:
-    """Train ``model`` (a :mod:`memgen.nets` network) in place on uint8 images ``x_uint8`` with labels ``y`` by
-    :func:`memgen.train.train_classifier` (``train_kwargs``: epochs, lr, device, seed, ...) and return the
-    learning-speed proxy of every training example with the training metrics."""
-    from memgen.train import train_classifier
-
-    recorder = LearningSpeedRecorder(len(y))
-    metrics = train_classifier(model, x_uint8, y, record=recorder, **train_kwargs)
-    return LearningSpeed.from_recorder(recorder), metrics
 
 
 def shard_arrays(recorder: LearningSpeedRecorder) -> dict:
