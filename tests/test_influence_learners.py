@@ -216,18 +216,33 @@ def test_the_schema_offers_exactly_the_registered_learners_and_features():
     from memgen.influence.stages import FEATURES
 
     study = yaml.safe_load((REPO / "workflow" / "schemas" / "influence.schema.yaml").read_text())["$defs"]["study"]
-    assert study["properties"]["learner"]["enum"] == list(LEARNERS) == ["mlp", "linear", "knn", "lut", "net"]
+    assert study["properties"]["learner"]["enum"] == list(LEARNERS) == ["knn", "linear", "lut", "mlp", "net"]
     assert study["properties"]["features"]["enum"] == list(FEATURES)
     assert {rule["if"]["properties"]["learner"]["const"] for rule in study["allOf"]} == set(LEARNERS)  # settings
 
 
+def test_looking_up_a_learner_imports_only_its_module():
+    """The registry lists the learner modules without importing them and imports one on lookup, so a job that
+    builds the k-NN learner loads no other learner's code (nor memgen.train): its rule declares only that code."""
+    import subprocess
+    import sys
+
+    check = ("import sys; from memgen.influence.stages import build_learner, records_learning; "
+             "from memgen.influence.learners import LEARNERS; names = list(LEARNERS); "
+             "before = {m for m in sys.modules if m.startswith('memgen.influence.learners.')}; "
+             "records_learning('knn'); "
+             "after = {m for m in sys.modules if m.startswith('memgen.influence.learners.')}; "
+             "print(names, sorted(before), sorted(after), 'memgen.train' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO / "src"), "PATH": ""}).stdout.strip()
+    assert out == "['knn', 'linear', 'lut', 'mlp', 'net'] [] ['memgen.influence.learners.knn'] False"
+
+
 @pytest.fixture
-def learner_registry():
+def learner_registry(monkeypatch):
     """The registry, restored after the test registered its own learner."""
-    saved = dict(LEARNERS)
-    yield LEARNERS
-    LEARNERS.clear()
-    LEARNERS.update(saved)
+    monkeypatch.setattr(LEARNERS, "_classes", dict(LEARNERS._classes))
+    return LEARNERS
 
 
 def test_a_registered_learner_is_built_from_its_study(learner_registry):

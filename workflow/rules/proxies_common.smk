@@ -3,7 +3,7 @@
 
 import re
 
-from memgen.influence.stages import RECORDING_LEARNERS
+from memgen.influence.stages import records_learning
 
 validate(config["proxies"], schema="../schemas/proxies.schema.yaml")   # fills the schema's defaults
 PROXIES = config["proxies"]
@@ -25,7 +25,7 @@ def _proxy_backbone_pairs():
 
 
 PROXY_BACKBONE_PAIRS = _proxy_backbone_pairs()
-RECORDING_STUDIES = [name for name, study in STUDIES.items() if study["learner"] in RECORDING_LEARNERS]
+RECORDING_STUDIES = [name for name, study in STUDIES.items() if records_learning(study["learner"])]
 
 
 def _neighbourhood_sets():

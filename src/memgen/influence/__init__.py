@@ -5,7 +5,7 @@ experiment and the consistency of two estimates.
 * :mod:`memgen.influence.estimator` -- the estimator: :class:`ShardSpec` (a study's subsets and seeds),
   :func:`run_shard` (train a range of models, one shard file), :func:`estimate` (mem, influence, convergence
   from the shards) and the experiment helpers (removal, consistency, histograms);
-* :mod:`memgen.influence.learners` -- the learning algorithms behind one protocol, by config name
+* :mod:`memgen.influence.learners` -- the learning algorithms behind one protocol, one module per config name
   (:data:`LEARNERS`, by :func:`register_learner`);
 * :mod:`memgen.influence.stages` -- the workflow stages the rule scripts call (a study's task and its
   :data:`memgen.influence.stages.FEATURES`, shard, estimate, removal);

@@ -3,7 +3,7 @@
 1. ``resnet``: images/s of the ResNet-20 training loop (:func:`memgen.train.train_classifier`, channels_last,
    batch 128, CIFAR-sized uint8 images) in bf16 autocast and in fp32, rounds alternating; goal bf16 >= 1.4x.
    Also the share of a bf16 step spent in the data path (batch indexing, random crop, flip, scaling to float).
-2. ``mlp``: FLOP/s of the estimator's MLP training loop (:class:`memgen.influence.learners.MLPLearner`,
+2. ``mlp``: FLOP/s of the estimator's MLP training loop (:class:`memgen.influence.learners.mlp.MLPLearner`,
    784-512-256-10, batch 128, one model) in bf16 against bare bf16 ``torch.mm`` calls of exactly its matrix
    shapes (goal >= 0.7) and against the fp32 loop (goal >= 2.5x); then one model of the authors' demo
    (10 epochs on 70% of MNIST's 60,000 training images) timed end to end (goal <= 3 s on 2 threads).
@@ -108,7 +108,7 @@ def bench_mlp(mnist, quick: bool = False) -> dict:
     import torch
 
     from memgen.influence import estimator as est
-    from memgen.influence.learners import MLPLearner
+    from memgen.influence.learners.mlp import MLPLearner
 
     x_train, y_train, x_test, y_test, source = mnist
     bf16 = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu", precision="bf16")

@@ -30,9 +30,12 @@ from memgen.proxies import LearningSpeedRecorder, shard_arrays
 from memgen.runtime import resolve_device, resolve_precision, save_npz, write_csv, write_json
 from memgen.splits import load_split
 
-# Learners that take a ``record`` callback (trained by minibatches): their shards keep each example's learning
-# speed (memgen.proxies).
-RECORDING_LEARNERS = tuple(name for name, cls in LEARNERS.items() if "record" in inspect.signature(cls).parameters)
+
+def records_learning(learner: str) -> bool:
+    """Whether the learner takes a ``record`` callback (trains by minibatches): its shards keep each example's
+    learning speed (memgen.proxies). Looks up (imports) that learner only."""
+    return "record" in inspect.signature(LEARNERS[learner]).parameters
+
 
 MEM_THETA = 0.25
 
@@ -116,15 +119,16 @@ def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, rat
                 models_per_call: int | None = None, precision: str = "auto",
                 checkpoint_dir=None, checkpoint_every_s: float = 300.0) -> None:
     """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores); for
-    :data:`RECORDING_LEARNERS` also each model's learning-speed sums (``learn_*``, :func:`memgen.proxies.shard_arrays`).
+    learners that :func:`records_learning` also each model's learning-speed sums (``learn_*``,
+    :func:`memgen.proxies.shard_arrays`).
     Learners that train networks keep resume files in ``checkpoint_dir`` (see
-    :meth:`memgen.influence.learners.NetLearner.checkpoint_to`), removed once the shard is written."""
+    :meth:`memgen.influence.learners.net.NetLearner.checkpoint_to`), removed once the shard is written."""
     seed = int(study["seed"])
     learner = build_learner(study, task, device=device, precision=precision)
     if checkpoint_dir and hasattr(learner, "checkpoint_to"):
         learner.checkpoint_to(checkpoint_dir, checkpoint_every_s)
     recorder = None
-    if study["learner"] in RECORDING_LEARNERS:
+    if records_learning(study["learner"]):
         recorder = LearningSpeedRecorder(len(task.y_train), models=[model_seed(seed, k) for k in range(start, stop)])
         learner.record = recorder
     spec = ShardSpec.for_learner(learner, ratio=ratio, seed=seed)
