@@ -1,11 +1,12 @@
-"""memgen.code_inputs.script_modules on a tiny generated memgen package: what a script declares as its code."""
+"""memgen.code_inputs.script_modules and module_files on a tiny generated memgen package: what a job declares as its
+code."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from memgen.code_inputs import script_modules
+from memgen.code_inputs import module_files, script_modules
 
 PACKAGE = {
     "memgen/__init__.py": "",
@@ -89,3 +90,13 @@ def test_paths_are_absolute_files_under_src(src, tmp_path):
     script = write_script(tmp_path, "from memgen import base\n")
     paths = script_modules(script, src)
     assert paths == sorted(paths) and all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
+
+
+def test_a_module_gives_its_file_its_packages_and_what_it_imports(src):
+    """module_files: the code importing one module (by name) runs: memgen/study/core.py, the packages on the way
+    (whose __init__ imports registry), its relative imports; not the package's other modules."""
+    found = {Path(p).relative_to(src.resolve()).as_posix() for p in module_files("memgen.study.core", src)}
+    assert found == {"memgen/__init__.py", "memgen/study/__init__.py", "memgen/study/registry.py",
+                     "memgen/study/core.py", "memgen/study/helpers.py", "memgen/base.py"}
+    with pytest.raises(ValueError, match="no module memgen.study.missing"):
+        module_files("memgen.study.missing", src)

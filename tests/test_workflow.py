@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import DATA_ROOT, REPO
 from test_report import visible_text
@@ -147,7 +148,7 @@ def test_every_script_rule_declares_the_code_of_its_own_script():
     assert len(scripts) >= 20 and set(scripts.values()) == {p.stem for p in (REPO / "src/scripts").glob("*.py")}
     texts = rule_texts()
     for name, script in scripts.items():
-        declared = re.findall(r'^\s+code=script_code\("(\w+)"', texts[name], re.M)
+        declared = re.findall(r'^\s+code=(?:script|study)_code\("(\w+)"', texts[name], re.M)
         assert declared == [script], f"rule {name} runs {script}.py but declares code={declared}"
 
 
@@ -192,23 +193,36 @@ def real_imports(paths: list[str]) -> dict[str, set[str]]:
     return {path: set(files) for path, files in json.loads(proc.stdout).items()}
 
 
-def declared_inputs() -> dict[str, set[str]]:
-    """Rule -> the union of its jobs' input files, from a dry run of every job of the smoke DAG."""
+def declared_inputs() -> tuple[dict[str, set[str]], dict[tuple[str, str], set[str]]]:
+    """From a dry run of every job of the smoke DAG: rule -> the union of its jobs' input files, and
+    (rule, study) -> the union of the input files of that rule's jobs of an influence study."""
     code, out = snakemake("-n", "-F", "all", "bench", *SMOKE, "--config", f"data_root={DATA_ROOT}")
     assert code == 0, out[-3000:]
-    inputs = {}
-    for rule, line in re.findall(r"^rule (\w+):\n\s+input: (.*)$", out, re.M):
-        inputs.setdefault(rule, set()).update(line.split(", "))
-    return inputs
+    inputs, by_study = {}, {}
+    for rule, body in re.findall(r"^rule (\w+):\n((?:\s+\w+: .*\n)+)", out, re.M):
+        files = set(re.search(r"^\s+input: (.*)$", body, re.M).group(1).split(", "))
+        inputs.setdefault(rule, set()).update(files)
+        study = re.search(r"^\s+wildcards: (?:.*, )?study=(\w+)", body, re.M)
+        if study:
+            by_study.setdefault((rule, study.group(1)), set()).update(files)
+    return inputs, by_study
 
 
-def test_every_rule_declares_every_memgen_module_its_script_imports():
+def test_every_rule_declares_every_memgen_module_its_script_imports(tmp_path):
     """What Python really loads when a rule's script (and, for the report, each section's notebook) imports
-    its imports is a subset of the memgen files the rule declares as inputs."""
+    its imports is a subset of the memgen files the rule declares as inputs; an influence study's jobs also
+    declare what importing its learner's module loads, and no other learner's module."""
+    from memgen.influence.learners import LEARNERS
+
     scripts = rule_scripts()
     notebooks = sorted(str(p) for p in (REPO / "reports").glob("*.ipynb"))
-    loaded = real_imports([str(REPO / f"src/scripts/{s}.py") for s in sorted(set(scripts.values()))] + notebooks)
-    declared = declared_inputs()
+    learners = {}   # an influence study's jobs import its learner module by name: memgen.influence.learners.<name>
+    for name in LEARNERS:
+        learners[name] = tmp_path / f"learner_{name}.py"
+        learners[name].write_text(f"import memgen.influence.learners.{name}\n")
+    loaded = real_imports([str(REPO / f"src/scripts/{s}.py") for s in sorted(set(scripts.values()))] + notebooks
+                          + [str(p) for p in learners.values()])
+    declared, by_study = declared_inputs()
     assert set(scripts) <= set(declared), "a rule with a script has no job in the dry run"
     for rule, script in scripts.items():
         real = loaded[str(REPO / f"src/scripts/{script}.py")]
@@ -217,6 +231,21 @@ def test_every_rule_declares_every_memgen_module_its_script_imports():
         assert str(REPO / "src/memgen/runtime.py") in real, f"{script}.py: the import check saw no memgen module"
         missing = real - declared[rule]
         assert not missing, f"rule {rule} does not declare {sorted(missing)}, which {script}.py or its notebooks import"
+    studies = yaml.safe_load((REPO / "tests/smoke/config.yaml").read_text())["influence"]["studies"]
+    learner_files = {str(REPO / f"src/memgen/influence/learners/{name}.py") for name in learners}
+    builds_learner = {name for name, text in rule_texts().items() if "code=study_code(" in text}
+    assert builds_learner == {"influence_shard", "influence_estimate", "influence_removal"}
+    for (rule, study), files in by_study.items():
+        if rule not in builds_learner:
+            continue
+        learner = studies[study]["learner"]
+        real = loaded[str(REPO / f"src/scripts/{scripts[rule]}.py")] | loaded[str(learners[learner])]
+        assert str(REPO / f"src/memgen/influence/learners/{learner}.py") in real
+        missing = real - files
+        assert not missing, f"rule {rule}, study {study}: {sorted(missing)} not declared, which its learner loads"
+        other = files & learner_files - real
+        assert not other, f"rule {rule}, study {study} (learner {learner}) declares other learners' code {other}"
+    assert {rule for rule, _ in by_study} >= builds_learner
     lut_notebook = loaded[str(REPO / "reports/lut.ipynb")]
     assert str(REPO / "src/memgen/lut/tables.py") in lut_notebook   # the report reads the LUT tables module
 
@@ -363,14 +392,18 @@ def edit(path):
 def test_editing_a_module_reruns_only_its_dependents(touched):
     """Each rule declares the memgen files its script imports: editing the shared plotting module reruns the
     figure jobs that use it, a module of one study only that study's jobs (and the report), a foundation
-    module everything built on it."""
-    def dry_run():
+    module everything built on it; the training loop the influence study's net learner only (not the shards of
+    the studies of other learners)."""
+    def dry_run_output():
         code, out = snakemake("-n", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=touched)
         assert code == 0, out[-3000:]
-        return planned_jobs(out)
+        return out
+
+    def dry_run():
+        return planned_jobs(dry_run_output())
 
     modules = {name: touched / f"src/memgen/{name}.py" for name in ("plots", "lut/figures", "retrieval/tables",
-                                                                    "splits")}
+                                                                    "splits", "train")}
     originals = {name: path.read_text() for name, path in modules.items()}
     report = {"runtime_table", "render_report", "all"}
     try:
@@ -389,6 +422,21 @@ def test_editing_a_module_reruns_only_its_dependents(touched):
         edit(modules["splits"])
         jobs = dry_run()
         assert "make_split" in jobs and "train_backbone" in jobs and "prepare_data" not in jobs
+        modules["splits"].write_text(originals["splits"])
+        edit(modules["train"])   # the training loop: the backbones and the net learner's shards, no other learner's
+        out = dry_run_output()
+        assert "train_backbone" in planned_jobs(out), out[-3000:]
+        influence_jobs = []      # (rule, study, whether the edited file itself is why the job runs)
+        for rule, body in re.findall(r"^rule (influence_shard|influence_estimate|influence_removal):\n"
+                                     r"((?:\s+\w+: .*\n)+)", out, re.M):
+            reason = re.search(r"^\s+reason: (.*)$", body, re.M).group(1)
+            study = re.search(r"^\s+wildcards: study=(\w+)", body, re.M).group(1)
+            influence_jobs.append((rule, study, "src/memgen/train.py" in reason))
+        assert sorted(job for job in influence_jobs if job[2]) == [("influence_shard", "cifar10_net", True)] * 2
+        # the MNIST studies (mlp, knn, lut on pixels or bits) read nothing the edit reruns; the CIFAR-10 studies on
+        # the backbone's embeddings rerun because the embeddings do, not because of their code
+        assert not [job for job in influence_jobs if job[1].startswith("mnist_")], influence_jobs
+        assert ("influence_estimate", "cifar10_net", False) in influence_jobs, influence_jobs
     finally:  # the later tests start from a finished DAG again
         for name, path in modules.items():
             path.write_text(originals[name])

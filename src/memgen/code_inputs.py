@@ -4,7 +4,8 @@
 ``from memgen.x import y`` / ``from memgen import x`` statements (at any depth, including imports inside
 functions, and relative imports inside the package) transitively through the package, and returns the files:
 the modules and the ``__init__.py`` of every package on the way. Editing one of them reruns the rule's jobs;
-editing a module no script of a study reaches reruns nothing of that study.
+editing a module no script of a study reaches reruns nothing of that study. :func:`module_files` gives the same
+for one module, for code a job imports by name at run time (an influence study's learner module).
 """
 
 from __future__ import annotations
@@ -79,3 +80,14 @@ def script_modules(script: str | Path, src: str | Path) -> list[str]:
     """The memgen files ``script`` (a .py file or a .ipynb notebook) runs, transitively, as paths under ``src``
     (the folder holding memgen/)."""
     return [str(p) for p in _closure(Path(src).resolve(), Path(script).resolve())]
+
+
+def module_files(module: str, src: str | Path) -> list[str]:
+    """The memgen files importing ``module`` (dotted, e.g. ``memgen.influence.learners.mlp``) runs, transitively:
+    its own file, the ``__init__.py`` of the packages on the way and what it imports, as paths under ``src``."""
+    src = Path(src).resolve()
+    parts = module.split(".")
+    own = [_module_file(src, ".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+    if own[-1] is None or parts[0] != PACKAGE:
+        raise ValueError(f"no module {module} under {src}: name a module of the {PACKAGE} package")
+    return sorted({str(p) for p in [*filter(None, own), *_closure(src, own[-1])]})

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(Path(workflow.basedir) / "src"),
                                                            os.environ.get("PYTHONPATH")])))
-from memgen.code_inputs import script_modules
+from memgen.code_inputs import module_files, script_modules
 from memgen.data import DataError, source_files
 from memgen.runtime import usable_cores
 from memgen.splits import SPLIT_PATTERN, pair_names

@@ -19,7 +19,7 @@ rule influence_shard:
     true-class probability and margin on every training and test example."""
     input:
         unpack(study_inputs),
-        code=script_code("influence_shard"),
+        code=study_code("influence_shard"),
     output:
         "results/influence/{study}/shards/models_{start}-{stop}.npz",
     params:
@@ -53,7 +53,7 @@ rule influence_estimate:
     input:
         unpack(study_inputs),
         shards=lambda wc: study_shards(wc.study),
-        code=script_code("influence_estimate"),
+        code=study_code("influence_estimate"),
     output:
         scores_csv="results/influence/{study}/scores.csv",
         scores_npz="results/influence/{study}/scores.npz",
@@ -86,7 +86,7 @@ rule influence_removal:
     input:
         unpack(study_inputs),
         scores="results/influence/{study}/scores.npz",
-        code=script_code("influence_removal"),
+        code=study_code("influence_removal"),
     output:
         "results/influence/{study}/removal.csv",
     params:

@@ -42,6 +42,16 @@ def _check_studies():
 _check_studies()
 
 
+def study_code(script):
+    """The code inputs of a job of one study that builds its learner (looked up by name at run time, so no import
+    statement shows it): the script's memgen files and those of the study's learner module
+    memgen.influence.learners.<learner>. Editing one learner's module reruns only the studies that use it."""
+    def code(wc):
+        learner = f"memgen.influence.learners.{STUDIES[wc.study]['learner']}"
+        return sorted({*script_code(script), *module_files(learner, ROOT / "src")})
+    return code
+
+
 def study_shards(name):
     """The shard files of a study's t models (a shard's name is its model range)."""
     study = STUDIES[name]
