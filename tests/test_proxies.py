@@ -13,7 +13,7 @@ from memgen.nets import build_net
 from memgen.proxies import (LearningSpeed, LearningSpeedRecorder, agreement, from_shards,
                             neighbourhood_proxies, pca_features, shard_arrays, validate)
 from memgen.runtime import seed_everything
-from memgen.train import train_classifier
+from memgen.train import learning_speed, train_classifier
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -90,10 +90,8 @@ def test_learning_speed_ranks_planted_mislabelled_images_least_regular():
     x, y, planted = images()
     seed_everything(0)
     model = build_net("mnist_cnn", num_classes=2, in_channels=1, image_size=8)
-    recorder = LearningSpeedRecorder(len(y))
-    metrics = train_classifier(model, x, y, epochs=6, batch_size=16, lr=0.05, augment=False, flip=False,
-                               device="cpu", seed=0, show_progress=False, record=recorder)
-    ls = LearningSpeed.from_recorder(recorder)
+    ls, metrics = learning_speed(model, x, y, epochs=6, batch_size=16, lr=0.05, augment=False, flip=False,
+                                 device="cpu", seed=0, show_progress=False)
     assert metrics["epochs_run"] == 6 and ls.curve_prob.shape == (len(y), 6)
     found = least(ls.learn_prob, len(planted)) & set(planted)
     assert len(found) >= 0.8 * len(planted)

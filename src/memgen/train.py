@@ -390,6 +390,18 @@ def _run(model: torch.nn.Module, x_uint8: np.ndarray, device: str, batch_size: i
     return [torch.cat(parts).numpy() for parts in zip(*outs)]
 
 
+def learning_speed(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, **train_kwargs):
+    """The learning-speed proxy outside the workflow: train ``model`` in place on ``x_uint8`` / ``y`` with
+    :func:`train_classifier` (``train_kwargs``: epochs, lr, device, seed, ...) while a
+    :class:`memgen.proxies.LearningSpeedRecorder` records every pass; return the
+    :class:`memgen.proxies.LearningSpeed` of every training example and the training metrics."""
+    from memgen.proxies import LearningSpeed, LearningSpeedRecorder
+
+    recorder = LearningSpeedRecorder(len(y))
+    metrics = train_classifier(model, x_uint8, y, record=recorder, **train_kwargs)
+    return LearningSpeed.from_recorder(recorder), metrics
+
+
 def predict_logits(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int = 1024,
                    precision: str = "auto") -> np.ndarray:
     """Logits ``[N, n_classes]`` (float32, eval mode) for uint8 images ``[N, H, W, C]``."""

@@ -2,8 +2,7 @@
 
 Not a speed benchmark: it measures agreement. A stratified subsample of MNIST (``--n-train`` training, ``--n-test``
 test images) gets the estimator's MLP study (``--t`` models on 70% subsets, recording their learning speed), the
-learning speed of one small CNN trained on all of it (:func:`memgen.train.train_classifier` recording with a
-:class:`memgen.proxies.LearningSpeedRecorder`) and the neighbourhood
+learning speed of one small CNN trained on all of it (:func:`memgen.train.learning_speed`) and the neighbourhood
 proxies on PCA pixels; every proxy is then compared with the estimate (:func:`memgen.proxies.validate`).
 
     PYTHONPATH=src python tests/benchmarks/proxy_agreement.py --data /work/shared/data/mnist --t 64
@@ -24,7 +23,7 @@ from memgen.influence.learners import MLPLearner
 from memgen.nets import build_net
 from memgen.proxies import LearningSpeed, LearningSpeedRecorder, neighbourhood_proxies, pca_features, validate
 from memgen.runtime import seed_everything
-from memgen.train import train_classifier
+from memgen.train import learning_speed
 
 
 def main() -> None:
@@ -56,10 +55,8 @@ def main() -> None:
     sources = {"the estimate's own MLPs": LearningSpeed.from_recorder(recorder).frame(label=y)}
     seed_everything(args.seed)
     cnn = build_net("mnist_cnn", num_classes=10, in_channels=1, image_size=28)
-    cnn_recorder = LearningSpeedRecorder(len(y))
-    metrics = train_classifier(cnn, x, y, epochs=args.cnn_epochs, batch_size=128, lr=0.05, flip=False,
-                               device="cpu", seed=args.seed, show_progress=False, record=cnn_recorder)
-    ls = LearningSpeed.from_recorder(cnn_recorder)
+    ls, metrics = learning_speed(cnn, x, y, epochs=args.cnn_epochs, batch_size=128, lr=0.05, flip=False,
+                                 device="cpu", seed=args.seed, show_progress=False)
     sources[f"one CNN, {args.cnn_epochs} epochs"] = ls.frame(label=y)
     nb = neighbourhood_proxies(pca_features(x, 64), y, k=args.k)
     sources["PCA-64 pixel neighbours"] = nb.assign(index=np.arange(len(y)), label=y)
