@@ -96,11 +96,16 @@ def test_shards_estimate_and_exports_use_the_dataset_order(files, tmp_path):
 
 
 def test_last_layer_table_puts_published_beside_measured():
-    summaries = pd.DataFrame([{"study": "lin", "test_acc_mean": 0.9, "n_mem_ge_0.25": 12},
-                              {"study": "net", "test_acc_mean": 0.8, "n_mem_ge_0.25": 900}])
+    summaries = pd.DataFrame([{"study": "lin", "test_acc_mean": 0.9, "n_mem_ge_0.25": 12, "n_mem_lower_ge_0.25": 3,
+                               "chance_n_mem_ge_0.25": 8.0},
+                              {"study": "net", "test_acc_mean": 0.8, "n_mem_ge_0.25": 900, "n_mem_lower_ge_0.25": 700,
+                               "chance_n_mem_ge_0.25": 50.0}])
     table = tables.last_layer_table(summaries, "lin", "net", {"test_accuracy": 0.95}).set_index("quantity")
     assert table.loc["examples with mem >= 0.25, linear models", "published (CIFAR-100, ResNet50)"] == 38
-    assert table.loc["examples with mem >= 0.25, full networks", "measured"] == 900
+    # the count quoted is the one whose interval clears the threshold, the point count and chance in the note
+    assert table.loc["examples with mem >= 0.25, full networks", "measured"] == 700
+    assert table.loc["examples with mem >= 0.25, linear models", "measured"] == 3
+    assert "point count 12, 8 of them expected by chance" in table.loc["examples with mem >= 0.25, linear models", "note"]
     assert table.loc["test accuracy, backbone trained on 100% (%)", "measured"] == pytest.approx(95)
     alone = tables.last_layer_table(summaries, "lin", None, None).set_index("quantity")
     assert np.isnan(alone.loc["examples with mem >= 0.25, full networks", "measured"])
