@@ -297,8 +297,8 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     retrieval = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the retrieval study's Table 1
     assert retrieval["measured"].notna().all() and pd.api.types.is_numeric_dtype(retrieval["measured"])
     studies = pd.read_csv(smoke_run / "results/tables/influence_summary.csv").set_index("study")
-    assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_lut", "cifar10_linear", "cifar10_linear_rerun",
-                                  "cifar10_knn", "cifar10_net"}
+    assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_knn_rerun", "mnist_lut", "cifar10_linear",
+                                  "cifar10_linear_rerun", "cifar10_knn", "cifar10_net"}
     assert studies.loc["mnist_mlp", "t"] == 8 and studies.loc["mnist_mlp", "n_train"] == 600  # smoke sizes
     assert (studies["n_train"] > 0).all() and studies["test_acc_mean"].between(0, 1).all()
     last = pd.read_csv(smoke_run / "results/tables/influence_last_layer.csv")
@@ -518,7 +518,7 @@ def test_bad_influence_config_is_named(change, message, tmp_path):
 
 PAPER = ["--configfile", "workflow/presets/paper.yaml"]
 # The benchmark target's rules: the only ones outside `all`.
-BENCHMARK_RULES = {"bench", "bench_lut"}
+BENCHMARK_RULES = {"bench", "bench_lut", "bench_precision"}
 
 
 def test_paper_preset_plans_every_rule_of_the_study():
