@@ -14,12 +14,11 @@ from memgen.data import DataError, source_files
 from memgen.runtime import usable_cores
 from memgen.splits import SPLIT_PATTERN, pair_names
 
-# Jobs never ask for more threads than the machine has, whatever --cores says. With --cores 8 on 2 cores Snakemake
-# would start four 2-thread jobs at once and their OpenMP threads would spin against each other (a training job
-# fell from 2.9 to 0.1 it/s); so a local run schedules at most the machine's physical cores, which also caps each
-# rule's threads. A cluster job's own snakemake process parses this file too and caps at its node's allocation;
-# a cluster submission (--jobs) leaves the submitting machine's cores out of it. This sets Snakemake's global
-# `_cores` resource (what --cores fills in) before its scheduler starts.
+# Jobs never ask for more threads than the machine has, whatever --cores says: more concurrent threads than
+# physical cores make OpenMP threads spin against each other and stall training. A local run schedules at most the
+# machine's physical cores, which also caps each rule's threads; a cluster job's own snakemake process caps at its
+# node's allocation; a cluster submission (--jobs) is left alone. This sets Snakemake's global `_cores` resource
+# (what --cores fills in) before its scheduler starts.
 MACHINE_CORES = usable_cores()
 if workflow.nodes is None and (workflow.global_resources["_cores"].value or 0) > MACHINE_CORES:
     if workflow.is_main_process:
