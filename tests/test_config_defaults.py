@@ -35,7 +35,8 @@ def smoke(section: str) -> dict:
 def test_a_backbone_without_recipe_keys_gets_the_schema_defaults():
     r = filled("retrieval", {**smoke("retrieval"), "backbone": {"cifar10": {"arch": "resnet20", "epochs": 3}},
                              "transformer": {}})
-    assert r["backbone"]["cifar10"] == {"arch": "resnet20", "epochs": 3, "split_epochs": {}, **RECIPE}
+    assert r["backbone"]["cifar10"] == {"arch": "resnet20", "epochs": 3, "split_epochs": {}, "flip_average": False,
+                                        **RECIPE}
     assert r["transformer"] == TRANSFORMER
     kwargs = recipe_kwargs(r["backbone"]["cifar10"])           # what train_backbone trains with
     assert kwargs == {"epochs": 3, **{k: v for k, v in RECIPE.items()}}

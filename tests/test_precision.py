@@ -135,6 +135,18 @@ def test_embed_runs_the_network_once_and_gives_predict_logits(precision):
         assert 0 < np.abs(logits - ref).max() < 0.1 * np.abs(ref).max()
 
 
+def test_flip_average_embeds_both_views_and_their_mean_logits():
+    x, _ = toy_images(24)
+    torch.manual_seed(0)
+    model = build_net("resnet20", num_classes=4).eval()
+    emb, logits = embed(model, x, "cpu", precision="fp32", flip_average=True)
+    plain, plain_logits = embed(model, x, "cpu", precision="fp32")
+    mirrored, mirrored_logits = embed(model, np.ascontiguousarray(x[:, :, ::-1]), "cpu", precision="fp32")
+    np.testing.assert_allclose(emb, (plain + mirrored) / 2, atol=1e-5)
+    np.testing.assert_allclose(logits, (plain_logits + mirrored_logits) / 2, atol=1e-5)
+    assert np.abs(emb - plain).max() > 1e-3                # the mirror image really is another view
+
+
 # ------------------------------------------------------------------------------------------------ the MLP
 def test_bf16_mlp_step_updates_fp32_master_weights():
     x_train, y_train, x_test, y_test = toy_task()

@@ -409,12 +409,15 @@ def predict_logits(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "a
 
 
 def embed(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int = 1024,
-          precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+          precision: str = "auto", flip_average: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The model's embedding ``[N, D]`` (ResNet-20: 64-d after global average pooling) and its logits
     ``[N, n_classes]`` (``fc`` of that embedding: the same values as :func:`predict_logits`) for uint8 images,
-    from one pass through the network."""
+    from one pass through the network. ``flip_average``: the embedding is the mean over the image and its
+    mirror image (flip test-time augmentation; the logits, ``fc`` of it, are then the mean of both views' logits)."""
     def both(xb):
         emb = model.embed(xb)
+        if flip_average:
+            emb = (emb + model.embed(xb.flip(3))) / 2
         return emb, model.fc(emb)
 
     emb, logits = _run(model, x_uint8, device, batch_size, precision, both)

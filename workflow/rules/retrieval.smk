@@ -54,6 +54,7 @@ rule embed:
     params:
         device=config["device"],
         precision=config["precision"],
+        flip_average=lambda wc: RETRIEVAL["backbone"][wc.dataset]["flip_average"],
     log:
         "results/logs/embed/{dataset}/{split}.log",
     benchmark:
