@@ -25,9 +25,6 @@ if workflow.nodes is None and (workflow.global_resources["_cores"].value or 0) >
         print(f"memgen: --cores {workflow.global_resources['_cores'].value} is more than the {MACHINE_CORES} "
               f"physical cores available here; scheduling jobs on {MACHINE_CORES}", file=sys.stderr)
     workflow.global_resources["_cores"] = MACHINE_CORES
-# OpenMP threads sleep instead of spinning while they wait for work: on cores shared with other jobs (or other
-# users) spinning threads starve the ones doing the work. Jobs inherit this environment before they import torch.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Config keys renamed since earlier releases: an old config stops with the new name instead of a schema error.
 RENAMED_KEYS = {"memory": "retrieval", "memorization": "influence"}
