@@ -4,12 +4,14 @@
    batch 128, CIFAR-sized uint8 images) in bf16 autocast and in fp32, rounds alternating; goal bf16 >= 1.4x.
    Also the share of a bf16 step spent in the data path (batch indexing, random crop, flip, scaling to float).
 2. ``mlp``: FLOP/s of the estimator's MLP training loop (:class:`memgen.influence.learners.mlp.MLPLearner`,
-   784-512-256-10, batch 128, one model) in bf16 against bare bf16 ``torch.mm`` calls of exactly its matrix
-   shapes (goal >= 0.7) and against the fp32 loop (goal >= 2.5x); then one model of the authors' demo
-   (10 epochs on 70% of MNIST's 60,000 training images) timed end to end (goal <= 3 s on 2 threads).
-   The bound on both: the bare products plus the least memory traffic the fp32 master weights and momentum
-   buffers need each step (one pass that reads and writes every fp32 weight: ``torch._foreach_add_`` over
-   tensors of the weights' shapes), i.e. the fastest any implementation of this recipe could go here.
+   784-512-256-10, batch 128) as the estimator runs it, with the learner's default number of models per call
+   (one per torch thread on CPU), in bf16 against bare bf16 products (``torch.bmm``; ``torch.mm`` for one
+   model) of exactly its matrix shapes (goal >= 0.7) and against the fp32 loop (goal >= 2.5x); one model per
+   call as well, for reference. Then the authors' demo (10 epochs on 70% of MNIST's 60,000 training images)
+   timed end to end, in seconds per model (goal <= 3 s on 2 threads). The bound on all three: the bare
+   products plus one pass that reads and writes every fp32 master weight (``torch._foreach_add_`` over tensors
+   of the weights' shapes, less traffic than the momentum update needs), i.e. faster than any implementation
+   of this recipe could go on this machine.
 3. ``transformer``: seconds per epoch of the neighbour Transformer in both precisions (no goal: it stays
    fp32 because bf16 does not pay there).
 
@@ -108,6 +110,8 @@ def mm_shapes(sizes, batch):
 
 
 def bench_mlp(mnist, quick: bool = False) -> dict:
+    """The MLP loop as the estimator runs it: ``parallel`` models per call (the learner's CPU default, one per
+    torch thread), against bare bf16 products of exactly its batched shapes; one model per call as well."""
     import torch
 
     from memgen.influence import estimator as est
@@ -116,61 +120,69 @@ def bench_mlp(mnist, quick: bool = False) -> dict:
     x_train, y_train, x_test, y_test, source = mnist
     bf16 = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu", precision="bf16")
     fp32 = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu", precision="fp32")
-    B = bf16.batch_size
+    B, k = bf16.batch_size, bf16.parallel
     steps, rounds = (20, 2) if quick else (120, 5)
     m = B * steps
-    sub = est.subset_indices(len(y_train), m, 0, 0)[None]
-    shapes = mm_shapes(bf16.sizes, B)
-    mats = [(torch.randn(M, K).bfloat16(), torch.randn(K, N).bfloat16(), torch.empty(M, N, dtype=torch.bfloat16))
-            for M, K, N in shapes]
-    flops = sum(2 * M * K * N for M, K, N in shapes) * steps   # the training loop's products, exactly
+    res = {"sizes": bf16.sizes, "batch_size": B, "models_per_call": k, "steps_per_round": steps, "rounds": rounds}
+    for models in sorted({k, 1}, reverse=True):
+        subsets = np.stack([est.subset_indices(len(y_train), m, 0, q) for q in range(models)])
+        seeds = list(range(models))
+        shapes = mm_shapes(bf16.sizes, B)
+        mats = [(torch.randn(models, M, K).bfloat16(), torch.randn(models, K, N).bfloat16(),
+                 torch.empty(models, M, N, dtype=torch.bfloat16)) for M, K, N in shapes]
+        product = torch.mm if models == 1 else torch.bmm    # the learner's own choice of kernel
+        if models == 1:
+            mats = [(a[0], b[0], c[0]) for a, b, c in mats]
+        flops = models * sum(2 * M * K * N for M, K, N in shapes) * steps   # the loop's products, exactly
+        weights = [torch.zeros(models * (a * b + b)) for a, b in zip(bf16.sizes[:-1], bf16.sizes[1:])]
+        updates = [torch.zeros_like(w) for w in weights]
 
-    def bare_mm():
-        for _ in range(steps):
-            for a, b, c in mats:
-                torch.mm(a, b, out=c)
+        def bare_mm():
+            for _ in range(steps):
+                for a, b, c in mats:
+                    product(a, b, out=c)
 
-    weights = [torch.zeros(a * b + b) for a, b in zip(bf16.sizes[:-1], bf16.sizes[1:])]
-    updates = [torch.zeros_like(w) for w in weights]
+        def bare_mm_and_update():
+            for _ in range(steps):
+                for a, b, c in mats:
+                    product(a, b, out=c)
+                torch._foreach_add_(weights, updates, alpha=-0.1)
 
-    def bare_mm_and_update():
-        for _ in range(steps):
-            for a, b, c in mats:
-                torch.mm(a, b, out=c)
-            torch._foreach_add_(weights, updates, alpha=-0.1)
-
-    def timed(fn):
-        t = time.perf_counter()
-        fn()
-        return time.perf_counter() - t
-
-    for fn in (bare_mm, bare_mm_and_update, lambda: bf16.train_batched(sub, [1]),
-               lambda: fp32.train_batched(sub, [1])):
-        fn()   # warm-up
-    rows = {"bare_bf16_mm": [], "bare_bf16_mm_and_update": [], "bf16": [], "fp32": []}
-    for _ in range(rounds):
-        rows["bare_bf16_mm"].append(flops / timed(bare_mm))
-        rows["bare_bf16_mm_and_update"].append(flops / timed(bare_mm_and_update))
-        rows["bf16"].append(flops / timed(lambda: bf16.train_batched(sub, [1])))
-        rows["fp32"].append(flops / timed(lambda: fp32.train_batched(sub, [1])))
-    res = {"sizes": bf16.sizes, "batch_size": B, "steps_per_round": steps, "rounds": rounds,
-           "gflops": {k: [round(v / 1e9, 1) for v in vs] for k, vs in rows.items()},
-           "ratio_bf16_over_bare_bf16_mm": round(_median_ratio(rows["bf16"], rows["bare_bf16_mm"]), 3),
-           "ratio_bf16_over_fp32": round(_median_ratio(rows["bf16"], rows["fp32"]), 3),
-           "bound_over_bare_bf16_mm": round(_median_ratio(rows["bare_bf16_mm_and_update"], rows["bare_bf16_mm"]), 3),
-           "bound_over_fp32": round(_median_ratio(rows["bare_bf16_mm_and_update"], rows["fp32"]), 3)}
+        loops = {"bare_bf16_mm": bare_mm, "bare_bf16_mm_and_update": bare_mm_and_update,
+                 "bf16": lambda: bf16.train_batched(subsets, seeds), "fp32": lambda: fp32.train_batched(subsets, seeds)}
+        for fn in loops.values():
+            fn()   # warm-up
+        rows = {name: [] for name in loops}
+        for _ in range(rounds):
+            for name, fn in loops.items():
+                t = time.perf_counter()
+                fn()
+                rows[name].append(flops / (time.perf_counter() - t))
+        res[f"models_{models}"] = {
+            "gflops": {name: [round(v / 1e9, 1) for v in vs] for name, vs in rows.items()},
+            "ms_per_step_per_model": round(1e3 * flops / steps / models / statistics.median(rows["bf16"]), 3),
+            "ratio_bf16_over_bare_bf16_mm": round(_median_ratio(rows["bf16"], rows["bare_bf16_mm"]), 3),
+            "ratio_bf16_over_fp32": round(_median_ratio(rows["bf16"], rows["fp32"]), 3),
+            "bound_over_bare_bf16_mm": round(_median_ratio(rows["bare_bf16_mm_and_update"], rows["bare_bf16_mm"]), 3),
+            "bound_over_fp32": round(_median_ratio(rows["bare_bf16_mm_and_update"], rows["fp32"]), 3),
+            "bound_gflops": statistics.median(rows["bare_bf16_mm_and_update"]) / 1e9,
+            "step_gflop": flops / steps / models / 1e9}
+    study = res[f"models_{k}"]
+    res.update({key: study[key] for key in ("ratio_bf16_over_bare_bf16_mm", "ratio_bf16_over_fp32")})
     n = len(y_train) if not quick else 6000
     demo = MLPLearner(x_train[:n], y_train[:n], x_test, y_test, epochs=10 if not quick else 1, device="cpu",
                       precision="bf16")
-    demo_sub = est.subset_indices(n, est.subset_size(n, 0.7), 0, 0)
+    demo_subsets = np.stack([est.subset_indices(n, est.subset_size(n, 0.7), 0, q) for q in range(k)])
     t0 = time.perf_counter()
-    params = demo.train_batched(demo_sub[None], [est.model_seed(0, 0)])
+    params = demo.train_batched(demo_subsets, [est.model_seed(0, q) for q in range(k)])
     t1 = time.perf_counter()
     out = demo.evaluate(params)
-    demo_steps = demo.epochs * -(-len(demo_sub) // B)
-    res["demo_model"] = {"data": source, "m": len(demo_sub), "epochs": demo.epochs, "train_s": round(t1 - t0, 2),
-                         "bound_s": round(demo_steps * flops / steps / statistics.median(rows["bare_bf16_mm_and_update"]), 2),
-                         "eval_s": round(time.perf_counter() - t1, 2), "test_acc": float(out.correct_test.mean())}
+    demo_steps = demo.epochs * -(-demo_subsets.shape[1] // B)
+    res["demo_model"] = {"data": source, "m": demo_subsets.shape[1], "epochs": demo.epochs, "models_per_call": k,
+                         "train_s": round((t1 - t0) / k, 2),
+                         "bound_s": round(demo_steps * study["step_gflop"] / study["bound_gflops"], 2),
+                         "eval_s": round((time.perf_counter() - t1) / k, 2),
+                         "test_acc": float(out.correct_test.mean())}
     return res
 
 
@@ -247,10 +259,13 @@ def summary(res: dict) -> str:
                      "of a bf16 step")
     if "mlp" in res:
         r = res["mlp"]
-        lines.append(f"MLP training GFLOP/s {r['gflops']}; demo model {r['demo_model']}")
-        lines.append(f"MLP bound (bare products + one pass over the fp32 weights): {r['bound_over_bare_bf16_mm']} of "
-                     f"the bare products, {r['bound_over_fp32']}x the fp32 loop, a demo model in "
-                     f"{r['demo_model']['bound_s']} s")
+        for models in sorted({r["models_per_call"], 1}, reverse=True):
+            row = r[f"models_{models}"]
+            lines.append(f"MLP, {models} model(s) per call: GFLOP/s {row['gflops']}; bf16 / bare products "
+                         f"{row['ratio_bf16_over_bare_bf16_mm']}, bf16 / fp32 {row['ratio_bf16_over_fp32']}; bound "
+                         f"(bare products + one pass over the fp32 weights) {row['bound_over_bare_bf16_mm']} of the "
+                         f"bare products, {row['bound_over_fp32']}x the fp32 loop")
+        lines.append(f"MLP demo model (seconds per model at {r['models_per_call']} per call): {r['demo_model']}")
     if "transformer" in res:
         r = res["transformer"]
         lines.append(f"Transformer s/epoch {r['s_per_epoch']}: bf16 speed {r['ratio_bf16_over_fp32_speed']}x fp32 "
