@@ -372,6 +372,29 @@ def test_smoke_report_renders_in_a_browser(smoke_run, tmp_path):
     assert reddish.sum() > 500                                      # the scorecard's coloured verdicts on screen 1
 
 
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (.ci/run installs it)")
+def test_report_screenshots_show_each_section_and_its_first_table(smoke_run, tmp_path):
+    from PIL import Image
+
+    from memgen.screenshots import report_screenshots, section_pages
+
+    html = (smoke_run / "results/report/study.html").read_text()
+    pages = section_pages(html)
+    assert list(pages)[:3] == ["Data", "LUT-networks", "Memory-augmented-classifier"]
+    names = list(pages)
+    for name, after in zip(names, names[1:] + [None]):
+        page = pages[name]                               # its own heading and first table, nothing of the next
+        assert f'id="{name}"' in page and (after is None or f'id="{after}"' not in page), name
+        assert page.count('<div class="memgen-table"') == 1 and 'id="scorecard"' not in page, name
+    shots = report_screenshots(smoke_run / "results/report/study.html", tmp_path / "shots", chromium=CHROMIUM)
+    assert [p.name for p in shots][:3] == ["first_screen.png", "01_Data.png", "02_LUT_networks.png"]
+    assert len(shots) == len(pages) + 1
+    for shot in shots:
+        image = np.asarray(Image.open(shot).convert("L"), dtype=float)
+        assert image.shape == (1000, 1400) and (image < 128).mean() > 0.005, shot     # text drawn, not blank
+    assert not list((smoke_run / "results/report").glob(".screenshot_*"))              # no page left behind
+
+
 def planned_jobs_all(project):
     code, out = snakemake("all", "-n", "-F", *SMOKE, "--config", f"data_root={DATA_ROOT}", cwd=project)
     assert code == 0, out[-3000:]
@@ -517,8 +540,8 @@ def test_bad_influence_config_is_named(change, message, tmp_path):
 
 
 PAPER = ["--configfile", "workflow/presets/paper.yaml"]
-# The benchmark target's rules: the only ones outside `all`.
-BENCHMARK_RULES = {"bench", "bench_lut", "bench_precision"}
+# The only rules outside `all`: the benchmark target's, and the screenshots (they need a browser).
+OUTSIDE_ALL = {"bench", "bench_lut", "bench_precision", "report_screenshots"}
 
 
 def test_paper_preset_plans_every_rule_of_the_study():
@@ -531,7 +554,7 @@ def test_paper_preset_plans_every_rule_of_the_study():
     code, out = snakemake("all", "-n", "-F", *PAPER, "--config", f"data_root={DATA_ROOT}")
     assert code == 0, out[-3000:]
     jobs = planned_jobs(out)
-    assert set(jobs) == rules - BENCHMARK_RULES, set(jobs) ^ (rules - BENCHMARK_RULES)
+    assert set(jobs) == rules - OUTSIDE_ALL, set(jobs) ^ (rules - OUTSIDE_ALL)
     paper = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
     studies = paper["influence"]["studies"]
     assert jobs["influence_shard"] == sum(-(-s["t"] // s["shard_size"]) for s in studies.values())

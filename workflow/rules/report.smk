@@ -80,3 +80,26 @@ rule render_report:
         mem_mb=4000,
     script:
         "../../src/scripts/render_report.py"
+
+
+rule report_screenshots:
+    """What a reader sees: the report's first screen and each section from its heading through its first table,
+    rendered by headless Chromium (not part of all: it needs the browser; `snakemake --cores 1 report_screenshots`)."""
+    input:
+        html="results/report/study.html",
+        code=script_code("report_screenshots"),
+    output:
+        directory("results/report/screenshots"),
+    params:
+        chromium="chromium",
+    log:
+        "results/logs/report_screenshots.log",
+    benchmark:
+        "results/benchmarks/report_screenshots.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../../src/scripts/report_screenshots.py"
