@@ -11,10 +11,10 @@ Parity (same seeds, both precisions; mean test accuracy within 0.3 points is the
   ``--mlp-models`` (10) models on the estimator's 70% subsets of the 60,000 training images, tested on the
   10,000 test images; and a short ResNet-20 run on CIFAR-10 (``--resnet-train`` images, default 5,000, for
   ``--resnet-epochs`` epochs, default 3, tested on ``--resnet-test`` images).
-* ``--full-parity``: ResNet-20 with the default recipe for 8 epochs on the whole CIFAR-10 ``full`` split
-  (45,000 training images; about 20 minutes per precision on 2 idle cores), tested on the 10,000 test images.
+* The 8-epoch ResNet-20 parity on the whole CIFAR-10 ``full`` split, with the recipe of ``config.yaml``, is
+  ``tests/benchmarks/backbone_recipes.py --epochs 8 --trial pad=2 --precision {bf16,fp32}``.
 
-Run:  python tests/benchmarks/bench_precision.py [--quick] [--parity] [--full-parity] [--out bench.json]
+Run:  python tests/benchmarks/bench_precision.py [--quick] [--parity] [--out bench.json]
       [--threads 2] [--mnist DIR_OR_CACHE] [--cifar TAR_OR_CACHE]
 """
 
@@ -99,7 +99,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of the benchmark")
     parser.add_argument("--parity", action="store_true", help="MNIST MLP and short ResNet-20 accuracy parity")
-    parser.add_argument("--full-parity", action="store_true", help="ResNet-20, 8 epochs on CIFAR-10 full")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed sections (parity only)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--threads", type=int, default=2)
@@ -124,19 +123,12 @@ def main() -> None:
         results["mlp_parity"] = mlp_parity(load_mnist(args.mnist), args.mlp_models)
         lines.append(parity_line("MNIST MLP mean test accuracy", results["mlp_parity"], "mean_test_acc"))
         log(lines[-1])
-    if args.parity or args.full_parity:
-        cifar = load_cifar(args.cifar)
-        if args.parity:
-            results["resnet_parity_short"] = resnet_parity(cifar, args.resnet_train, args.resnet_test,
-                                                           args.resnet_epochs)
-            lines.append(parity_line(f"ResNet-20 {args.resnet_epochs} epochs on {args.resnet_train} images",
-                                     results["resnet_parity_short"], "test_acc"))
-            log(lines[-1])
-        if args.full_parity:
-            results["resnet_parity_full"] = resnet_parity(cifar, None, None, 8)
-            lines.append(parity_line("ResNet-20 8 epochs on CIFAR-10 full", results["resnet_parity_full"],
-                                     "test_acc"))
-            log(lines[-1])
+    if args.parity:
+        results["resnet_parity_short"] = resnet_parity(load_cifar(args.cifar), args.resnet_train, args.resnet_test,
+                                                       args.resnet_epochs)
+        lines.append(parity_line(f"ResNet-20 {args.resnet_epochs} epochs on {args.resnet_train} images",
+                                 results["resnet_parity_short"], "test_acc"))
+        log(lines[-1])
     if len(lines) > 1:
         log("\n" + "\n".join(lines))
     if args.out:
