@@ -57,9 +57,10 @@ class MLPLearner:
     path keeps bf16 copies of the hidden weights, refreshed once per step by one foreach copy
     after the update, so no product re-casts its weights.  ``dtype`` is the fp32-mode data and
     weight type (``torch.float64`` for exact comparisons).
-    ``record`` (e.g. a :class:`memgen.proxies.LearningSpeedRecorder` keyed by model seed) is called after every
-    forward pass of training as ``record(epoch, idx [k, b], prob [k, b], correct [k, b], models=seeds)``: each
-    model's batch positions, their true-class probability and correctness before the step.
+    ``record`` (e.g. a :class:`memgen.proxies.LearningSpeedRecorder` keyed by model seed) receives every training
+    pass as ``record(epoch, idx [k, n], prob [k, n], correct [k, n], models=seeds)``: each model's positions, their
+    true-class probability and correctness in the forward pass before their step. The batched path calls it once
+    per epoch with the whole epoch (one scatter instead of one per step); the reference path once per batch.
     """
 
     # trains with bf16 products where the precision setting resolves to bf16 (from_settings takes ``precision``)
@@ -170,6 +171,9 @@ class MLPLearner:
             for e in range(self.epochs):
                 perm = torch.from_numpy(np.stack([o[e] for o in orders])).to(dev)
                 gidx = torch.gather(sub, 1, perm)  # [k, m] positions in visiting order
+                if self.record is not None:   # filled per step, handed to the recorder once per epoch
+                    seen_prob = torch.empty(k, m, dtype=dt, device=dev)
+                    seen_correct = torch.empty(k, m, dtype=torch.bool, device=dev)
                 for s in range(0, m, B):
                     idx = gidx[:, s:s + B].reshape(-1)
                     b = idx.numel() // k
@@ -185,8 +189,8 @@ class MLPLearner:
                     yb = Y.index_select(0, idx)
                     if self.record is not None:
                         yk = yb.view(k, b, 1)
-                        self.record(e, idx.view(k, b), g.gather(2, yk)[..., 0],
-                                    acts[-1].argmax(-1) == yk[..., 0], models=seeds)
+                        seen_prob[:, s:s + b] = g.gather(2, yk)[..., 0]
+                        seen_correct[:, s:s + b] = acts[-1].argmax(-1) == yk[..., 0]
                     g.view(k * b, -1)[torch.arange(k * b, device=dev), yb] -= 1.0
                     g.mul_(1.0 / b)
                     for l in range(L - 1, -1, -1):
@@ -204,6 +208,8 @@ class MLPLearner:
                     torch._foreach_add_(params, bufs, alpha=-self.lr)
                     if bf16:
                         torch._foreach_copy_(low16, low)
+                if self.record is not None:
+                    self.record(e, gidx, seen_prob, seen_correct, models=seeds)
         return list(zip(Ws, bs))
 
     def train_reference(self, subset: np.ndarray, seed: int):
