@@ -544,23 +544,29 @@ PAPER = ["--configfile", "workflow/presets/paper.yaml"]
 OUTSIDE_ALL = {"bench", "bench_lut", "bench_precision", "report_screenshots"}
 
 
-def test_paper_preset_plans_every_rule_of_the_study():
+@pytest.mark.parametrize("preset", ["paper", "quick"])
+def test_preset_plans_every_rule_of_the_study_at_its_sizes(preset):
+    """A preset merged into config.yaml (key by key, as Snakemake merges --configfile) plans every rule of `all`,
+    with as many shards, removal experiments and Transformers as the merged config asks for."""
     import yaml
+    from snakemake.utils import update_config
 
-    code, out = snakemake("--list-rules", *PAPER, "--config", f"data_root={DATA_ROOT}")
+    args = ["--configfile", f"workflow/presets/{preset}.yaml", "--config", f"data_root={DATA_ROOT}"]
+    code, out = snakemake("--list-rules", *args)
     assert code == 0, out[-3000:]
     rules = set(re.findall(r"^(\w+)(?: \(.*)?$", out, re.M))          # "name" or "name (docstring"
     assert {"train_backbone", "influence_shard", "lut_sweep", "render_report"} <= rules, out[-3000:]
-    code, out = snakemake("all", "-n", "-F", *PAPER, "--config", f"data_root={DATA_ROOT}")
+    code, out = snakemake("all", "-n", "-F", *args)
     assert code == 0, out[-3000:]
     jobs = planned_jobs(out)
     assert set(jobs) == rules - OUTSIDE_ALL, set(jobs) ^ (rules - OUTSIDE_ALL)
-    paper = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
-    studies = paper["influence"]["studies"]
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / f"workflow/presets/{preset}.yaml").read_text()))
+    studies = config["influence"]["studies"]
     assert jobs["influence_shard"] == sum(-(-s["t"] // s["shard_size"]) for s in studies.values())
     assert jobs["influence_estimate"] == len(studies)
-    assert jobs["influence_removal"] == len(paper["influence"]["removal"])
-    transformer = paper["retrieval"]["transformer"]
+    assert jobs["influence_removal"] == len(config["influence"]["removal"])
+    transformer = config["retrieval"]["transformer"]
     assert jobs["neighbor_transformer"] == len(transformer["variants"]) * sum(map(len, transformer["splits"].values()))
 
 
