@@ -374,16 +374,22 @@ def load_training_state(path, key: str) -> dict | None:
 
 # ----------------------------------------------------------------------------------------------- inference
 @torch.inference_mode()
-def _run(model: torch.nn.Module, x_uint8: np.ndarray, device: str, batch_size: int, precision: str, fn) -> list:
+def _run(model: torch.nn.Module, x_uint8: np.ndarray, device: str, batch_size: int | None, precision: str,
+         fn) -> list:
     """``fn(batch)`` (a tensor or a tuple of tensors) over ``x_uint8`` in batches; float32 numpy arrays, one per
-    output of ``fn``."""
+    output of ``fn``. Channels-last inputs (the convolutions then run channels-last whatever the weights' layout);
+    ``batch_size`` None: 1024 images on CUDA, 128 on the CPU
+    (batches that stay in cache: 2-3x the images/s of 1024-image NCHW batches on a 2-core CPU,
+    ``tests/benchmarks/bench_inference.py``)."""
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
+    batch_size = batch_size or (1024 if device.startswith("cuda") else 128)
     model.to(device).eval()
     x = as_nchw(x_uint8)
     outs = []
     for start in range(0, max(len(x), 1), batch_size):   # an empty array still gives outputs of the right width
         xb = x[start:start + batch_size].to(device, non_blocking=True).float().div_(255)
+        xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(precision, device):
             out = fn(xb)
         outs.append([t.float().cpu() for t in (out if isinstance(out, tuple) else (out,))])
@@ -402,13 +408,13 @@ def learning_speed(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, *
     return LearningSpeed.from_recorder(recorder), metrics
 
 
-def predict_logits(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int = 1024,
+def predict_logits(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int | None = None,
                    precision: str = "auto") -> np.ndarray:
     """Logits ``[N, n_classes]`` (float32, eval mode) for uint8 images ``[N, H, W, C]``."""
     return _run(model, x_uint8, device, batch_size, precision, model)[0]
 
 
-def embed(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int = 1024,
+def embed(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int | None = None,
           precision: str = "auto", flip_average: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The model's embedding ``[N, D]`` (ResNet-20: 64-d after global average pooling) and its logits
     ``[N, n_classes]`` (``fc`` of that embedding: the same values as :func:`predict_logits`) for uint8 images,
