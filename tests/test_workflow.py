@@ -1,6 +1,7 @@
 """The workflow as users run it: lint, config validation, clear errors, the smoke DAG end to end
 through the generic cluster executor, and reruns limited to the stages an edit touches."""
 
+import functools
 import json
 import os
 import re
@@ -544,6 +545,16 @@ PAPER = ["--configfile", "workflow/presets/paper.yaml"]
 OUTSIDE_ALL = {"bench", "bench_lut", "bench_precision", "report_screenshots"}
 
 
+@functools.cache
+def workflow_rules() -> frozenset:
+    """The names of the workflow's rules (`snakemake --list-rules`)."""
+    code, out = snakemake("--list-rules", "--config", f"data_root={DATA_ROOT}")
+    assert code == 0, out[-3000:]
+    rules = frozenset(re.findall(r"^(\w+)(?: \(.*)?$", out, re.M))    # "name" or "name (docstring"
+    assert {"train_backbone", "influence_shard", "lut_sweep", "render_report"} <= rules, out[-3000:]
+    return rules
+
+
 @pytest.mark.parametrize("preset", ["paper", "quick"])
 def test_preset_plans_every_rule_of_the_study_at_its_sizes(preset):
     """A preset merged into config.yaml (key by key, as Snakemake merges --configfile) plans every rule of `all`,
@@ -552,10 +563,7 @@ def test_preset_plans_every_rule_of_the_study_at_its_sizes(preset):
     from snakemake.utils import update_config
 
     args = ["--configfile", f"workflow/presets/{preset}.yaml", "--config", f"data_root={DATA_ROOT}"]
-    code, out = snakemake("--list-rules", *args)
-    assert code == 0, out[-3000:]
-    rules = set(re.findall(r"^(\w+)(?: \(.*)?$", out, re.M))          # "name" or "name (docstring"
-    assert {"train_backbone", "influence_shard", "lut_sweep", "render_report"} <= rules, out[-3000:]
+    rules = workflow_rules()
     code, out = snakemake("all", "-n", "-F", *args)
     assert code == 0, out[-3000:]
     jobs = planned_jobs(out)
