@@ -48,8 +48,10 @@ def _from_module(node: ast.ImportFrom, path: Path, src: Path) -> str | None:
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
-def _imported_modules(path: Path, src: Path) -> set[str]:
-    """Dotted names of the memgen modules (or candidate submodules) one file imports."""
+@lru_cache(maxsize=None)
+def _imported_modules(path: Path, src: Path) -> frozenset[str]:
+    """Dotted names of the memgen modules (or candidate submodules) one file imports. Cached: each rule's closure
+    walks the same modules, and parsing them once per workflow parse instead of once per rule halves its cost."""
     names = set()
     for node in ast.walk(ast.parse(_source(path), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -59,7 +61,7 @@ def _imported_modules(path: Path, src: Path) -> set[str]:
             if module and module.split(".")[0] == PACKAGE:
                 names.add(module)
                 names |= {f"{module}.{a.name}" for a in node.names}   # `from memgen.lut import tables`
-    return names
+    return frozenset(names)
 
 
 @lru_cache(maxsize=None)
