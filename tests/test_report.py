@@ -22,15 +22,15 @@ def visible_text(page: str) -> str:
 
 
 def test_cells_show_missing_values_integers_and_decimals():
-    t = pd.DataFrame({"count": [784.0, 1024.0, np.nan], "acc": [0.5, 0.12345, np.nan], "note": ["a", "", None],
+    t = pd.DataFrame({"count": [784.0, 18099.0, np.nan], "acc": [0.5, 0.12345, np.nan], "note": ["a", "", None],
                       "measured": [74.0, 72.0, 50.0], "temp": [np.inf, 1.0, 2.5]})
     cells = report.format_cells(t, decimals={"measured": 1, "acc": 3})
-    assert cells["count"].tolist() == ["784", "1024", "–"]
+    assert cells["count"].tolist() == ["784", "18,099", "–"]
     assert cells["acc"].tolist() == ["0.500", "0.123", "–"]
     assert cells["note"].tolist() == ["a", "–", "–"]
     assert cells["measured"].tolist() == ["74.0", "72.0", "50.0"]       # named in decimals: stays an accuracy
     assert cells["temp"].tolist() == ["∞", "1.00", "2.50"]
-    assert report.fmt(float("nan")) == "–" and report.fmt(3) == "3" and report.fmt(0.256, 1) == "0.3"
+    assert report.fmt(float("nan")) == "–" and report.fmt(3) == "3" and report.fmt(1024) == "1024" and report.fmt(0.256, 1) == "0.3"
 
 
 def test_table_block_has_no_index_no_empty_column_and_links_its_csv():

@@ -144,7 +144,8 @@ def is_integral(column: pd.Series) -> bool:
 
 
 def format_value(value, decimals: int | None = None) -> str:
-    """A cell as text: the missing sign for NaN/None/blank, integers without decimals, floats at ``decimals``."""
+    """A cell as text: the missing sign for NaN/None/blank, integers without decimals (thousands separated from
+    10,000 on), floats at ``decimals``."""
     if isinstance(value, (float, np.floating)) and np.isinf(value):
         return "∞" if value > 0 else "−∞"
     if value is None or (isinstance(value, float) and not np.isfinite(value)) or (isinstance(value, str) and not value.strip()):
@@ -153,7 +154,7 @@ def format_value(value, decimals: int | None = None) -> str:
         return "yes" if value else "no"
     if isinstance(value, (int, np.integer)) or (decimals is None and isinstance(value, (float, np.floating))
                                                  and float(value).is_integer()):
-        return str(int(value))
+        return f"{int(value):,}" if abs(int(value)) >= 10_000 else str(int(value))   # 18,099 as the documents write it
     if isinstance(value, (float, np.floating)):
         return f"{value:.{2 if decimals is None else decimals}f}"
     return str(value)
