@@ -30,7 +30,7 @@ def test_cells_show_missing_values_integers_and_decimals():
     assert cells["note"].tolist() == ["a", "–", "–"]
     assert cells["measured"].tolist() == ["74.0", "72.0", "50.0"]       # named in decimals: stays an accuracy
     assert cells["temp"].tolist() == ["∞", "1.00", "2.50"]
-    assert report.fmt(float("nan")) == "–" and report.fmt(3) == "3" and report.fmt(1024) == "1024" and report.fmt(0.256, 1) == "0.3"
+    assert report.fmt(float("nan")) == "–" and report.fmt(3) == "3" and report.fmt(1024) == "1024" and report.fmt(18099.0, 0) == "18,099" and report.fmt(0.256, 1) == "0.3"
 
 
 def test_table_block_has_no_index_no_empty_column_and_links_its_csv():

@@ -156,7 +156,8 @@ def format_value(value, decimals: int | None = None) -> str:
                                                  and float(value).is_integer()):
         return f"{int(value):,}" if abs(int(value)) >= 10_000 else str(int(value))   # 18,099 as the documents write it
     if isinstance(value, (float, np.floating)):
-        return f"{value:.{2 if decimals is None else decimals}f}"
+        sep = "," if abs(value) >= 10_000 else ""
+        return f"{value:{sep}.{2 if decimals is None else decimals}f}"
     return str(value)
 
 
