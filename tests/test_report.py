@@ -22,10 +22,12 @@ def visible_text(page: str) -> str:
 
 
 def test_cells_show_missing_values_integers_and_decimals():
-    t = pd.DataFrame({"count": [784.0, 18099.0, np.nan], "acc": [0.5, 0.12345, np.nan], "note": ["a", "", None],
+    t = pd.DataFrame({"count": [784.0, 18099.0, np.nan], "pairs": [2822, 15491, 7], "k": [1024, 8, 12], "acc": [0.5, 0.12345, np.nan], "note": ["a", "", None],
                       "measured": [74.0, 72.0, 50.0], "temp": [np.inf, 1.0, 2.5]})
     cells = report.format_cells(t, decimals={"measured": 1, "acc": 3})
     assert cells["count"].tolist() == ["784", "18,099", "–"]
+    assert cells["pairs"].tolist() == ["2,822", "15,491", "7"]          # one style per column
+    assert cells["k"].tolist() == ["1024", "8", "12"]
     assert cells["acc"].tolist() == ["0.500", "0.123", "–"]
     assert cells["note"].tolist() == ["a", "–", "–"]
     assert cells["measured"].tolist() == ["74.0", "72.0", "50.0"]       # named in decimals: stays an accuracy

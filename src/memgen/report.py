@@ -143,9 +143,9 @@ def is_integral(column: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(column) and len(values) > 0 and bool(np.all(values == np.round(values)))
 
 
-def format_value(value, decimals: int | None = None) -> str:
-    """A cell as text: the missing sign for NaN/None/blank, integers without decimals (thousands separated from
-    10,000 on), floats at ``decimals``."""
+def format_value(value, decimals: int | None = None, thousands: int = 10_000) -> str:
+    """A cell as text: the missing sign for NaN/None/blank, integers without decimals, floats at ``decimals``;
+    numbers from ``thousands`` on with thousands separators (18,099, as the documents write it)."""
     if isinstance(value, (float, np.floating)) and np.isinf(value):
         return "∞" if value > 0 else "−∞"
     if value is None or (isinstance(value, float) and not np.isfinite(value)) or (isinstance(value, str) and not value.strip()):
@@ -154,9 +154,9 @@ def format_value(value, decimals: int | None = None) -> str:
         return "yes" if value else "no"
     if isinstance(value, (int, np.integer)) or (decimals is None and isinstance(value, (float, np.floating))
                                                  and float(value).is_integer()):
-        return f"{int(value):,}" if abs(int(value)) >= 10_000 else str(int(value))   # 18,099 as the documents write it
+        return f"{int(value):,}" if abs(int(value)) >= thousands else str(int(value))
     if isinstance(value, (float, np.floating)):
-        sep = "," if abs(value) >= 10_000 else ""
+        sep = "," if abs(value) >= thousands else ""
         return f"{value:{sep}.{2 if decimals is None else decimals}f}"
     return str(value)
 
@@ -169,12 +169,14 @@ def format_cells(table: pd.DataFrame, decimals: int | dict = 2, row_decimals: pd
     out = pd.DataFrame(index=table.index, columns=table.columns, dtype=object)
     for col in table.columns:
         integral = is_integral(table[col]) and not (isinstance(decimals, dict) and col in decimals)
+        numbers = pd.to_numeric(table[col], errors="coerce").abs()
+        thousands = 1_000 if (numbers[np.isfinite(numbers)] >= 10_000).any() else 10_000   # one style per column
         for i, value in table[col].items():
             d = (int(row_decimals[i]) if row_decimals is not None and pd.notna(row_decimals[i]) else
                  decimals.get(col, 2) if isinstance(decimals, dict) else decimals)
             if integral and not (isinstance(value, float) and not np.isfinite(value)):
                 value = int(value)
-            out.loc[i, col] = html.escape(format_value(value, d))
+            out.loc[i, col] = html.escape(format_value(value, d, thousands))
     return out
 
 
