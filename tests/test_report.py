@@ -22,7 +22,8 @@ def visible_text(page: str) -> str:
 
 
 def test_cells_show_missing_values_integers_and_decimals():
-    t = pd.DataFrame({"count": [784.0, 18099.0, np.nan], "pairs": [2822, 15491, 7], "k": [1024, 8, 12], "acc": [0.5, 0.12345, np.nan], "note": ["a", "", None],
+    t = pd.DataFrame({"count": [784.0, 18099.0, np.nan], "pairs": [2822, 15491, 7], "k": [1024, 8, 12],
+                      "acc": [0.5, 0.12345, np.nan], "note": ["a", "", None],
                       "measured": [74.0, 72.0, 50.0], "temp": [np.inf, 1.0, 2.5]})
     cells = report.format_cells(t, decimals={"measured": 1, "acc": 3})
     assert cells["count"].tolist() == ["784", "18,099", "–"]
@@ -32,7 +33,8 @@ def test_cells_show_missing_values_integers_and_decimals():
     assert cells["note"].tolist() == ["a", "–", "–"]
     assert cells["measured"].tolist() == ["74.0", "72.0", "50.0"]       # named in decimals: stays an accuracy
     assert cells["temp"].tolist() == ["∞", "1.00", "2.50"]
-    assert report.fmt(float("nan")) == "–" and report.fmt(3) == "3" and report.fmt(1024) == "1024" and report.fmt(18099.0, 0) == "18,099" and report.fmt(0.256, 1) == "0.3"
+    assert report.fmt(float("nan")) == "–" and report.fmt(3) == "3" and report.fmt(0.256, 1) == "0.3"
+    assert report.fmt(1024) == "1024" and report.fmt(18099.0, 0) == "18,099"   # separators from 10,000 on
 
 
 def test_table_block_has_no_index_no_empty_column_and_links_its_csv():

@@ -152,13 +152,12 @@ def format_value(value, decimals: int | None = None, thousands: int = 10_000) ->
         return MISSING
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)) or (decimals is None and isinstance(value, (float, np.floating))
-                                                 and float(value).is_integer()):
-        return f"{int(value):,}" if abs(int(value)) >= thousands else str(int(value))
-    if isinstance(value, (float, np.floating)):
-        sep = "," if abs(value) >= thousands else ""
-        return f"{value:{sep}.{2 if decimals is None else decimals}f}"
-    return str(value)
+    if not isinstance(value, (int, np.integer, float, np.floating)):
+        return str(value)
+    sep = "," if abs(value) >= thousands else ""
+    if isinstance(value, (int, np.integer)) or (decimals is None and float(value).is_integer()):
+        return f"{int(value):{sep}d}"
+    return f"{value:{sep}.{2 if decimals is None else decimals}f}"
 
 
 def format_cells(table: pd.DataFrame, decimals: int | dict = 2, row_decimals: pd.Series | None = None) -> pd.DataFrame:
