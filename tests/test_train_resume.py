@@ -168,7 +168,7 @@ def test_resumed_run_restores_the_record_hook_sums(tmp_path, single_torch_thread
     """A learning-speed recorder's sums are part of the training state: resuming from a mid-run checkpoint with a
     fresh recorder ends with the sums of an uninterrupted run."""
     import memgen.train
-    from memgen.proxies import LearningSpeedRecorder
+    from memgen.learning_speed import LearningSpeedRecorder
 
     x, y = _toy()
 

@@ -1,21 +1,12 @@
-"""Cheap per-example proxies of memorization, and their validation against the subsampling estimator.
+"""The learning-speed record of training: each time a training example passes through a training batch, its
+true-class probability and 0/1 correctness, summed per epoch. Per example, the mean over all its passes
+(``learn_prob``, ``learn_acc``, the learning-speed proxy of memorization, :mod:`memgen.proxies`) and the
+per-epoch curve.
 
-Feldman & Zhang's estimator (:mod:`memgen.influence.estimator`) needs thousands of models; Jiang et al. 2021
-("Characterizing structural regularities of labeled data in overparameterized models") show that statistics of
-one ordinary training run, or of the data's geometry, rank examples much like it. Two kinds, both "regularity"
-scores (high = typical, learned early and everywhere; low = atypical, mislabelled or memorized):
-
-* **learning speed**: each time a training example passes through a training batch, its true-class
-  probability and 0/1 correctness; per example, the mean over all its passes (``learn_prob``,
-  ``learn_acc``) and the per-epoch curve. :class:`LearningSpeedRecorder` is the callback that
-  :func:`memgen.train.train_classifier` and the estimator's MLP learner accept as ``record``.
-* **neighbourhood** (:func:`neighbourhood_proxies`): on embeddings or (PCA-reduced) pixels, the share of an
-  example's ``k`` nearest neighbours (itself excluded) with its label (``knn_agree``), the kernel estimate of
-  its class's posterior among them (``kde_posterior``) and of its class-conditional density
-  (``class_density``, log scale), all through the exact faiss search of :mod:`memgen.knn`.
-
-:func:`validate` compares a proxy with an estimate (Spearman correlation with held-out accuracy and with
-``mem``, overlap of the top-1% sets) on the examples both cover.
+A foundation, beside :mod:`memgen.train`: :class:`LearningSpeedRecorder` is the callback that
+:func:`memgen.train.train_classifier`, the retrieval study's backbone training and the influence study's MLP
+learner accept as ``record``; :func:`shard_arrays` / :func:`from_shards` store it in an estimator study's shards
+and read it back.
 """
 
 from __future__ import annotations
@@ -26,10 +17,8 @@ import numpy as np
 import pandas as pd
 
 LEARNING_PROXIES = ("learn_prob", "learn_acc")
-NEIGHBOURHOOD_PROXIES = ("knn_agree", "kde_posterior", "class_density")
 
 
-# ------------------------------------------------------------------------------------------ learning speed
 class LearningSpeedRecorder:
     """Sums of the true-class probability and correctness of every pass of every training example through a
     training batch, per epoch, for one model or several (``models``: the keys the caller passes, e.g. model
@@ -179,122 +168,3 @@ def from_shards(paths) -> LearningSpeed:
     padded = {key: np.concatenate([np.pad(p, ((0, 0), (0, epochs - p.shape[1]), (0, 0))) for p in arrs])
               for key, arrs in parts.items()}
     return LearningSpeed.from_sums(padded["learn_prob_sum"], padded["learn_correct_sum"], padded["learn_count"])
-
-
-# ------------------------------------------------------------------------------------------- neighbourhood
-def pca_features(x: np.ndarray, dims: int | None) -> np.ndarray:
-    """Rows of ``x`` flattened to float32 (uint8 scaled to [0, 1]), projected on their top ``dims`` principal
-    components (``None`` or at least the input dimension: no projection)."""
-    flat = np.asarray(x).reshape(len(x), -1)
-    flat = flat.astype(np.float32) / 255.0 if flat.dtype == np.uint8 else flat.astype(np.float32)
-    if dims is None or dims >= flat.shape[1]:
-        return flat
-    centred = flat - flat.mean(0, dtype=np.float64).astype(np.float32)
-    cov = centred.T.astype(np.float64) @ centred.astype(np.float64)
-    _, vecs = np.linalg.eigh(cov)
-    return np.ascontiguousarray(centred @ vecs[:, ::-1][:, :dims].astype(np.float32))
-
-
-def _neighbours_excluding_self(x: np.ndarray, k: int, device: str) -> tuple[np.ndarray, np.ndarray]:
-    """Squared distances and positions of the ``k`` nearest other rows of ``x`` (the row itself dropped by
-    index, so exact duplicates stay neighbours)."""
-    from memgen.knn import search
-
-    dist, idx = search(x, x, k + 1, device=device)
-    keep = idx != np.arange(len(x))[:, None]
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]   # the first k entries that are not the row itself
-    return np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
-
-
-def neighbourhood_proxies(x: np.ndarray, y: np.ndarray, k: int = 20, device: str = "cpu") -> pd.DataFrame:
-    """``knn_agree``, ``kde_posterior`` and ``class_density`` per row of features ``x`` (float ``[n, d]``) with
-    labels ``y``; positions ``0..n-1``.
-
-    A Gaussian kernel with one bandwidth for all (``h^2`` = the median squared distance to the ``k``-th
-    neighbour) weighs the ``k`` nearest neighbours (itself excluded): ``kde_posterior`` is the kernel share of
-    those with the example's label; ``class_density`` the log kernel density of the example's class at it,
-    ``log(sum_{j in class, j != i, among its k nearest in the class} K(x_i, x_j) / n_class)``.
-    """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    y = np.asarray(y, np.int64)
-    if len(x) != len(y):
-        raise ValueError(f"{len(x)} feature rows but {len(y)} labels")
-    counts = np.bincount(y)
-    if not 1 <= k < len(x):
-        raise ValueError(f"k={k} must be between 1 and the number of examples minus one ({len(x) - 1}); "
-                         "lower the neighbourhood k")
-    dist, idx = _neighbours_excluding_self(x, k, device)
-    same = y[idx] == y[:, None]
-    h2 = max(float(np.median(dist[:, -1])), 1e-12)
-    kern = np.exp(-(dist - dist[:, :1]) / (2 * h2))   # shifted by the nearest distance: same ratio, no underflow
-    posterior = (kern * same).sum(1) / kern.sum(1)
-    density = np.full(len(x), -np.inf)
-    for c in np.flatnonzero(counts > 1):
-        members = np.flatnonzero(y == c)
-        kc = min(k, len(members) - 1)
-        d_c, _ = _neighbours_excluding_self(x[members], kc, device)
-        density[members] = (np.log(np.exp(-(d_c - d_c[:, :1]) / (2 * h2)).sum(1)) - d_c[:, 0] / (2 * h2)
-                            - np.log(counts[c]))
-    return pd.DataFrame({"knn_agree": same.mean(1), "kde_posterior": posterior, "class_density": density})
-
-
-# -------------------------------------------------------------------------------------------- validation
-def _least_set(values: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Positions of the ``size`` smallest values, ties broken at random (seeded): estimates of few models tie."""
-    tiebreak = np.random.default_rng(seed).random(len(values))
-    return np.lexsort((tiebreak, values))[:size]
-
-
-def agreement(proxy: np.ndarray, heldout: np.ndarray, mem: np.ndarray, top_fraction: float = 0.01,
-              seed: int = 0) -> dict:
-    """Spearman correlation of a regularity proxy with held-out accuracy and with ``mem``, and the share of the
-    ``top_fraction`` most memorized (and of the lowest held-out accuracy) examples that are also among the
-    ``top_fraction`` least regular by the proxy (chance: ``top_fraction``)."""
-    from scipy.stats import spearmanr
-
-    proxy, heldout, mem = (np.asarray(a, np.float64) for a in (proxy, heldout, mem))
-    ok = np.isfinite(proxy) & np.isfinite(heldout) & np.isfinite(mem)
-    proxy, heldout, mem = proxy[ok], heldout[ok], mem[ok]
-    size = max(1, int(round(top_fraction * len(proxy))))
-    least = set(_least_set(proxy, size, seed))
-    return {"n": int(ok.sum()), "top_size": size,
-            "spearman_heldout": float(spearmanr(proxy, heldout).statistic) if len(proxy) > 2 else np.nan,
-            "spearman_mem": float(spearmanr(proxy, mem).statistic) if len(proxy) > 2 else np.nan,
-            "top_overlap_mem": len(least & set(_least_set(-mem, size, seed + 1))) / size,
-            "top_overlap_heldout": len(least & set(_least_set(heldout, size, seed + 2))) / size}
-
-
-def verdict(row: dict) -> str:
-    """Plain words on how well a proxy tracks the estimate (regularity proxies should rise with held-out accuracy
-    and fall with mem)."""
-    rho, rho_mem = row["spearman_heldout"], row["spearman_mem"]
-    if not np.isfinite(rho):
-        return "fails: too few examples to correlate"
-    if rho <= -0.1:
-        return f"fails: ranks against the estimate (rho {rho:+.2f} with held-out accuracy)"
-    if rho < 0.3:
-        return f"fails: does not track the estimate (rho {rho:+.2f} with held-out accuracy)"
-    strength = "tracks the estimate well" if rho >= 0.6 else "tracks the estimate partly"
-    extra = "" if rho_mem <= -0.3 else f"; weak on mem itself (rho {rho_mem:+.2f})"
-    return strength + extra
-
-
-def validate(scores: pd.DataFrame, proxies: pd.DataFrame, names, top_fraction: float = 0.01,
-             seed: int = 0) -> pd.DataFrame:
-    """One row per proxy column in ``names``: :func:`agreement` on the examples that ``scores`` (an estimate's
-    ``index``, ``label``, ``mem``, ``heldout_acc``) and ``proxies`` (``index``, ``label``, proxies) share, with
-    a ``note``. Where a shared example has another label in the two (another task on the same images: binary,
-    random labels) or fewer than 3 examples are shared, every proxy is reported as not comparable."""
-    joined = scores[["index", "label", "mem", "heldout_acc"]].merge(proxies, on="index", suffixes=("", "_proxy"))
-    same_task = "label_proxy" not in joined or bool((joined["label"] == joined["label_proxy"]).all())
-    rows = []
-    for name in names:
-        if len(joined) < 3 or not same_task:
-            why = "another task (labels differ)" if not same_task else "fewer than 3 shared examples"
-            rows.append({"proxy": name, "n": len(joined), "note": f"not comparable: {why}"})
-            continue
-        row = {"proxy": name, **agreement(joined[name].to_numpy(), joined["heldout_acc"].to_numpy(),
-                                          joined["mem"].to_numpy(), top_fraction, seed)}
-        row["note"] = verdict(row)
-        rows.append(row)
-    return pd.DataFrame(rows)

@@ -154,7 +154,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     ``memgen.runtime.seed_everything(seed)`` before building it for a fully reproducible run.
     ``record``, when given, is called after every training step as ``record(epoch, idx, prob, correct)``: the
     positions in ``x_uint8`` of the batch, their true-class probability and correctness (on the augmented
-    images, before the step), e.g. a :class:`memgen.proxies.LearningSpeedRecorder`.
+    images, before the step), e.g. a :class:`memgen.learning_speed.LearningSpeedRecorder`.
     ``resume_path`` (a file outside the job's declared outputs, which Snakemake deletes when a job fails): the
     training state (weights, optimizer, RNG states, position, curves, and ``record``'s ``state_dict()``) is
     written there atomically at the start of a batch once ``checkpoint_every_s`` seconds have passed since the
@@ -399,9 +399,9 @@ def _run(model: torch.nn.Module, x_uint8: np.ndarray, device: str, batch_size: i
 def learning_speed(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, **train_kwargs):
     """The learning-speed proxy outside the workflow: train ``model`` in place on ``x_uint8`` / ``y`` with
     :func:`train_classifier` (``train_kwargs``: epochs, lr, device, seed, ...) while a
-    :class:`memgen.proxies.LearningSpeedRecorder` records every pass; return the
-    :class:`memgen.proxies.LearningSpeed` of every training example and the training metrics."""
-    from memgen.proxies import LearningSpeed, LearningSpeedRecorder
+    :class:`memgen.learning_speed.LearningSpeedRecorder` records every pass; return the
+    :class:`memgen.learning_speed.LearningSpeed` of every training example and the training metrics."""
+    from memgen.learning_speed import LearningSpeed, LearningSpeedRecorder
 
     recorder = LearningSpeedRecorder(len(y))
     metrics = train_classifier(model, x_uint8, y, record=recorder, **train_kwargs)

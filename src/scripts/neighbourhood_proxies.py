@@ -1,6 +1,6 @@
 import torch
 
-from memgen.proxy_stages import neighbourhood_stage
+from memgen.proxies.stages import neighbourhood_stage
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

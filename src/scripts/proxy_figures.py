@@ -1,4 +1,4 @@
-from memgen.proxy_figures import figures_stage
+from memgen.proxies.figures import figures_stage
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

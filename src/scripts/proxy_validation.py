@@ -1,4 +1,4 @@
-from memgen.proxy_stages import validation_stage
+from memgen.proxies.stages import validation_stage
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

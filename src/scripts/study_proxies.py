@@ -1,4 +1,4 @@
-from memgen.proxy_stages import study_proxies_stage
+from memgen.proxies.stages import study_proxies_stage
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from memgen.nets import build_net
-from memgen.proxies import LearningSpeedRecorder
+from memgen.learning_speed import LearningSpeedRecorder
 from memgen.runtime import seed_everything
 from memgen.train import train_classifier
 

@@ -1,4 +1,4 @@
-# Cheap per-example proxies of memorization (memgen.proxies, staged by memgen.proxy_stages): the learning speed of
+# Cheap per-example proxies of memorization (memgen.proxies, staged by memgen.proxies.stages): the learning speed of
 # every training example, recorded during the training runs the study already does (each backbone of the memory
 # study, written by train_backbone; the estimator's MLPs and networks, kept in their shards), neighbourhood
 # proxies on embeddings and pixels, and their validation against the subsampling estimator wherever both cover

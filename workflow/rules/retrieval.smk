@@ -9,7 +9,7 @@ include: "retrieval_common.smk"
 
 rule train_backbone:
     """Train the dataset's backbone on the split's training part (validation accuracy on its hold-out), recording
-    the learning speed of every training example (memgen.proxies)."""
+    the learning speed of every training example (memgen.learning_speed)."""
     input:
         cache="results/data/{dataset}.npz",
         split="results/splits/{dataset}/{split}.npz",

@@ -26,14 +26,14 @@ import numpy as np
 from memgen.data import load_cache
 from memgen.influence.estimator import ShardSpec, estimate, model_seed, removal_experiment, run_shard
 from memgen.influence.learners import LEARNERS
-from memgen.proxies import LearningSpeedRecorder, shard_arrays
+from memgen.learning_speed import LearningSpeedRecorder, shard_arrays
 from memgen.runtime import resolve_device, resolve_precision, save_npz, write_csv, write_json
 from memgen.splits import load_split
 
 
 def records_learning(learner: str) -> bool:
     """Whether the learner takes a ``record`` callback (trains by minibatches): its shards keep each example's
-    learning speed (memgen.proxies). Looks up (imports) that learner only."""
+    learning speed (memgen.learning_speed). Looks up (imports) that learner only."""
     return "record" in inspect.signature(LEARNERS[learner]).parameters
 
 
@@ -120,7 +120,7 @@ def shard_stage(study: dict, task: Task, start: int, stop: int, out_path, *, rat
                 checkpoint_dir=None, checkpoint_every_s: float = 300.0) -> None:
     """Train models ``start..stop-1`` of the study and write their shard (masks, correctness, scores); for
     learners that :func:`records_learning` also each model's learning-speed sums (``learn_*``,
-    :func:`memgen.proxies.shard_arrays`).
+    :func:`memgen.learning_speed.shard_arrays`).
     Learners that train networks keep resume files in ``checkpoint_dir`` (see
     :meth:`memgen.influence.learners.net.NetLearner.checkpoint_to`), removed once the shard is written."""
     seed = int(study["seed"])

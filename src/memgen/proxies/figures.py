@@ -1,4 +1,4 @@
-"""Figures of the proxies' report section, from the tables of :mod:`memgen.proxy_stages`: each estimate against the
+"""Figures of the proxies' report section, from the tables of :mod:`memgen.proxies.stages`: each estimate against the
 proxies that cover its examples (scatter), the least and most regular training images per class by a backbone's
 learning speed, and that proxy's histogram per class."""
 

@@ -1,6 +1,6 @@
 """The memorization proxies (:mod:`memgen.proxies`) as workflow stages (workflow/rules/proxies.smk): the proxy
 of an estimator study's own models, neighbourhood proxies, the validation table against every estimate on the
-same examples (the report's figures are in :mod:`memgen.proxy_figures`).
+same examples (the report's figures are in :mod:`memgen.proxies.figures`).
 
 A proxy *source* is one CSV with ``index`` (dataset index), ``label`` and proxy columns: a backbone's learning
 speed (``results/retrieval/{dataset}/{split}/proxies.csv``, written by ``train_backbone``), the learning speed of
@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from memgen.data import load_cache
-from memgen.proxies import (LEARNING_PROXIES, NEIGHBOURHOOD_PROXIES, from_shards, neighbourhood_proxies,
-                            pca_features, validate)
+from memgen.learning_speed import LEARNING_PROXIES, from_shards
+from memgen.proxies.neighbourhood import NEIGHBOURHOOD_PROXIES, neighbourhood_proxies, pca_features
+from memgen.proxies.validation import validate
 from memgen.runtime import resolve_device, write_csv
 from memgen.splits import load_split
 

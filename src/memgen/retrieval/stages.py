@@ -20,7 +20,7 @@ from memgen.retrieval.gates import GATES, ORACLE_LABEL, GateInputs, oracle_gate
 from memgen.retrieval.memory import Neighbors, find_neighbors, knn_classify, knn_table, leave_one_out_neighbors, softmax
 from memgen.retrieval.transformer import predict_neighbor_transformer, train_neighbor_transformer
 from memgen.nets import build_net
-from memgen.proxies import LearningSpeed, LearningSpeedRecorder
+from memgen.learning_speed import LearningSpeed, LearningSpeedRecorder
 from memgen.runtime import resolve_device, resolve_precision, save_npz, seed_everything, write_csv, write_json
 from memgen.splits import load_split
 from memgen.train import embed, load_checkpoint, recipe_kwargs, save_checkpoint, train_classifier
@@ -46,7 +46,7 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, proxie
     """Train the backbone on the split's training part; validation accuracy on its hold-out (none for a split
     without one, e.g. ``all``). ``settings`` is the dataset's ``retrieval.backbone`` entry with this split's
     epochs (the workflow's ``backbone_settings``). With ``proxies_csv`` / ``proxies_npz``, also the
-    learning-speed proxy of every training example, recorded during this training (:mod:`memgen.proxies`).
+    learning-speed proxy of every training example, recorded during this training (:mod:`memgen.learning_speed`).
     ``resume_path``: where training saves its state every ``checkpoint_every_s`` s and resumes from."""
     parts, sp = load_split_images(cache_path, split_path)
     x, y, ids = parts["train"]

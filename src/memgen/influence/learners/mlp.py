@@ -57,7 +57,7 @@ class MLPLearner:
     path keeps bf16 copies of the hidden weights, refreshed once per step by one foreach copy
     after the update, so no product re-casts its weights.  ``dtype`` is the fp32-mode data and
     weight type (``torch.float64`` for exact comparisons).
-    ``record`` (e.g. a :class:`memgen.proxies.LearningSpeedRecorder` keyed by model seed) receives every training
+    ``record`` (e.g. a :class:`memgen.learning_speed.LearningSpeedRecorder` keyed by model seed) receives every training
     pass as ``record(epoch, idx [k, n], prob [k, n], correct [k, n], models=seeds)``: each model's positions, their
     true-class probability and correctness in the forward pass before their step. The batched path calls it once
     per epoch with the whole epoch (one scatter instead of one per step); the reference path once per batch.
