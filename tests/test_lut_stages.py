@@ -1,5 +1,5 @@
 """Tests of the LUT study's workflow layer: job functions (memgen.lut.stages), tables with the document's published
-numbers and verdicts (memgen.lut.tables), figures (memgen.lut.figures), the benchmark module (memgen.lut.bench)
+numbers and verdicts (memgen.lut.tables), figures (memgen.lut.figures), the benchmark module (memgen.bench.lut)
 and the multi-k Hamming k-NN of memgen.lut.baselines."""
 
 from __future__ import annotations
@@ -320,7 +320,7 @@ def test_figures_are_drawn(tmp_path):
 # ------------------------------------------------------------------------------------------ benchmark module
 def test_lut_bench_quick_on_a_small_cache(tmp_path):
     from memgen.data import Dataset, save_cache
-    from memgen.lut.bench import run_benchmark, summary
+    from memgen.bench.lut import run_benchmark, summary
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 1500)

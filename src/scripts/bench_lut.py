@@ -1,4 +1,4 @@
-from memgen.lut.bench import run_benchmark, summary, write_json
+from memgen.bench.lut import run_benchmark, summary, write_json
 from memgen.runtime import log_to
 
 with log_to(snakemake.log[0]):

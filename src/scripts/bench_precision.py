@@ -1,4 +1,4 @@
-from memgen.influence.precision_bench import run_benchmark, summary
+from memgen.bench.precision import run_benchmark, summary
 from memgen.runtime import log_to, write_json
 
 with log_to(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """Speed and memory benchmark of memgen.lut (ratios and goals, not timed tests).
 
-The measurements live in :mod:`memgen.lut.bench` (see its docstring: fit / predict time of the baseline network
+The measurements live in :mod:`memgen.bench.lut` (see its docstring: fit / predict time of the baseline network
 at k=10, the plain reference and the speed ratio, peak memory at k=16, accuracy at k=8/10/12); the workflow runs
 the same code with ``snakemake bench`` (rule ``bench_lut`` -> ``results/benchmarks/bench_lut.json``).
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from memgen.lut.bench import BASELINE, run_benchmark, summary, write_json  # noqa: E402
+from memgen.bench.lut import BASELINE, run_benchmark, summary, write_json  # noqa: E402
 
 DEFAULT_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 

@@ -1,6 +1,6 @@
 """bf16 against fp32 on this CPU: speed goals (ratios in one process, rounds interleaved) and accuracy parity.
 
-The speed measurements live in :mod:`memgen.influence.precision_bench` (see its docstring: ResNet-20 training loop img/s
+The speed measurements live in :mod:`memgen.bench.precision` (see its docstring: ResNet-20 training loop img/s
 and the data path's share, MNIST MLP training loop FLOP/s against bare bf16 products and against fp32, one model
 of the authors' demo, the neighbour Transformer); the workflow runs the same code with ``snakemake bench`` (rule
 ``bench_precision`` -> ``results/benchmarks/bench_precision.json``). Each goal prints PASS or FAIL.
@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
-from memgen.influence.precision_bench import load_mnist, run_benchmark, summary  # noqa: E402
+from memgen.bench.precision import load_mnist, run_benchmark, summary  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 PARITY_POINTS = 0.3

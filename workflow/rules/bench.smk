@@ -2,7 +2,7 @@
 
 
 rule bench_precision:
-    """bf16 against fp32 on this CPU (memgen.influence.precision_bench): the ResNet-20 training loop, the MNIST MLP training
+    """bf16 against fp32 on this CPU (memgen.bench.precision): the ResNet-20 training loop, the MNIST MLP training
     loop against bare bf16 products, one model of the authors' MNIST demo, the neighbour Transformer."""
     input:
         cache="results/data/mnist.npz",

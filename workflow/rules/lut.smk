@@ -222,7 +222,7 @@ rule bench:
 
 
 rule bench_lut:
-    """Speed and memory benchmark of the LUT networks on Binary-MNIST (memgen.lut.bench); not part of all."""
+    """Speed and memory benchmark of the LUT networks on Binary-MNIST (memgen.bench.lut); not part of all."""
     input:
         cache="results/data/mnist.npz",
         code=script_code("bench_lut"),

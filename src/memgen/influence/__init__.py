@@ -9,9 +9,7 @@ experiment and the consistency of two estimates.
   (:data:`LEARNERS`, by :func:`register_learner`);
 * :mod:`memgen.influence.stages` -- the workflow stages the rule scripts call (a study's task and its
   :data:`memgen.influence.stages.FEATURES`, shard, estimate, removal);
-* :mod:`memgen.influence.tables` / :mod:`memgen.influence.figures` -- the report's tables and figures;
-* :mod:`memgen.influence.precision_bench` -- bf16 against fp32 on this CPU (its learners and the backbones),
-  run by ``snakemake bench``.
+* :mod:`memgen.influence.tables` / :mod:`memgen.influence.figures` -- the report's tables and figures.
 """
 
 from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard, shard_ranges

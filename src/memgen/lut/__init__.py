@@ -8,8 +8,7 @@ memorization, beside standard methods, on binary and pairwise MNIST / CIFAR-10 t
 * :mod:`memgen.lut.stages` -- the workflow stages the rule scripts call, with the Table 1 methods by job name
   (:data:`memgen.lut.stages.TABLE1_METHODS`);
 * :mod:`memgen.lut.tables` -- the document's published numbers and the report's tables and verdicts;
-* :mod:`memgen.lut.figures` -- the report's figures;
-* :mod:`memgen.lut.bench` -- the speed and memory benchmark (``snakemake bench``).
+* :mod:`memgen.lut.figures` -- the report's figures (the speed benchmark is :mod:`memgen.bench.lut`).
 """
 
 from memgen.lut.network import LUTNetwork

@@ -121,11 +121,11 @@ def bench_cuda(data, k: int, widths, cpu_net) -> dict | None:
 
 
 def peak_memory_child(source, k: int, widths, threads: int) -> dict:
-    """Run fit + predict at ``k`` in a fresh interpreter (``python -m memgen.lut.bench --_peak``) and return
+    """Run fit + predict at ``k`` in a fresh interpreter (``python -m memgen.bench.lut --_peak``) and return
     its memory numbers."""
-    cmd = [sys.executable, "-m", "memgen.lut.bench", "--_peak", str(k), "--widths", ",".join(map(str, widths)),
+    cmd = [sys.executable, "-m", "memgen.bench.lut", "--_peak", str(k), "--widths", ",".join(map(str, widths)),
            "--threads", str(threads), "--data", str(source)]
-    src = str(Path(__file__).resolve().parents[1])                 # memgen importable also when not installed
+    src = str(Path(__file__).resolve().parents[2])                 # memgen importable also when not installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])

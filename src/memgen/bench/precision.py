@@ -117,7 +117,7 @@ def bench_mlp(mnist, quick: bool = False) -> dict:
 
     from memgen.influence import estimator as est
     from memgen.influence.learners.mlp import MLPLearner
-    from memgen.proxies import LearningSpeedRecorder
+    from memgen.learning_speed import LearningSpeedRecorder
 
     x_train, y_train, x_test, y_test, source = mnist
     bf16 = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu", precision="bf16")
