@@ -1,0 +1,1 @@
+from memgen.influence.estimator.estimation import *  # noqa: F401,F403
