@@ -319,8 +319,8 @@ def test_figures_are_drawn(tmp_path):
 
 # ------------------------------------------------------------------------------------------ benchmark module
 def test_lut_bench_quick_on_a_small_cache(tmp_path):
-    from memgen.data import Dataset, save_cache
     from memgen.bench.lut import run_benchmark, summary
+    from memgen.data import Dataset, save_cache
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 1500)
