@@ -2,9 +2,10 @@
 for every model family (MLP, linear probe, k-NN, LUT network, convolutional network), with the removal
 experiment and the consistency of two estimates.
 
-* :mod:`memgen.influence.estimator` -- the estimator: :class:`ShardSpec` (a study's subsets and seeds),
-  :func:`run_shard` (train a range of models, one shard file), :func:`estimate` (mem, influence, convergence
-  from the shards) and the experiment helpers (removal, consistency, histograms);
+* :mod:`memgen.influence.estimator` -- the estimator, one module per concern: :class:`ShardSpec` (a study's
+  subsets and seeds) and :func:`run_shard` (train a range of models, one shard file) in ``shards``,
+  :func:`estimate` (mem, influence, convergence from the shards) in ``estimation``, intervals and counts in
+  ``intervals``, and the experiments (``removal``, ``consistency``, ``influence`` pairs, ``summaries``);
 * :mod:`memgen.influence.learners` -- the learning algorithms behind one protocol, one module per config name
   (:data:`LEARNERS`, by :func:`register_learner`);
 * :mod:`memgen.influence.stages` -- the workflow stages the rule scripts call (a study's task and its
