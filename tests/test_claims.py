@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memgen.claims import (CLAIM_COLUMNS, FAILS, HOLDS, INCONCLUSIVE, Claim, above, below, judge,
-                           paired_accuracy_difference, trials_difference, within, write_claims)
+from memgen.claims import (CLAIM_COLUMNS, FAILS, HOLDS, INCONCLUSIVE, Claim, above, below, bootstrap_interval,
+                           judge, paired_accuracy_difference, trials_difference, within, write_claims)
 
 
 def test_an_interval_that_spans_the_line_is_inconclusive():
@@ -89,3 +89,14 @@ def test_judge_writes_a_row_a_claims_table_can_hold(tmp_path):
     assert list(table["verdict"]) == [HOLDS, INCONCLUSIVE]
     with pytest.raises(ValueError, match="unknown verdicts"):
         write_claims([{**row, "verdict": "reproduced"}], tmp_path / "bad.csv")
+
+
+def test_bootstrap_interval_keeps_rows_paired_and_covers_the_truth():
+    rng = np.random.default_rng(2)
+    base = rng.normal(0, 3, 500)
+    x, y = base + rng.normal(0.5, 0.3, 500), base      # x - y has mean 0.5, small spread; x and y spread widely
+    effect, lo, hi = bootstrap_interval(lambda a, b: (a - b).mean(), x, y, seed=1)
+    assert effect == pytest.approx((x - y).mean())
+    assert lo < 0.5 < hi and hi - lo < 0.1                # paired: the shared base cancels
+    with pytest.raises(ValueError, match="aligned"):
+        bootstrap_interval(np.mean, x, y[:10])

@@ -112,6 +112,22 @@ def paired_accuracy_difference(correct_a, correct_b, *, level: float = 0.95, n_b
     return float(effect), float(lo), float(hi)
 
 
+def bootstrap_interval(statistic, *arrays, level: float = 0.95, n_boot: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """``statistic(*arrays)`` with a percentile bootstrap interval, resampling the rows of the arrays together
+    (one row per test example or task, aligned across the arrays), so paired quantities stay paired."""
+    arrays = [np.asarray(x) for x in arrays]
+    n = len(arrays[0]) if arrays else 0
+    if n == 0 or any(len(x) != n for x in arrays):
+        raise ValueError("bootstrap_interval needs non-empty arrays with one row per unit, aligned across arrays")
+    rng = np.random.default_rng(seed)
+    boot = np.array([statistic(*(x[idx] for x in arrays)) for idx in rng.integers(0, n, size=(n_boot, n))],
+                    dtype=float)
+    alpha = 1 - level
+    lo, hi = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
+    return float(statistic(*arrays)), float(lo), float(hi)
+
+
 def trials_difference(a, b, *, level: float = 0.95) -> tuple[float, float, float]:
     """Mean of trials a minus mean of trials b, with a Welch t interval (independent trials)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
