@@ -1,14 +1,19 @@
 """Table builders of the retrieval study (published beside measured) and the stages on a tiny synthetic memory."""
 
 import json
+from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
+from memgen import report
 from memgen.retrieval import figures, stages, tables
 from memgen.retrieval.gates import GATES, register_gate
 from memgen.runtime import save_npz
+
+REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 
 def summary(split="full", arch="resnet20", **acc):
@@ -128,15 +133,17 @@ def gate_registry():
     GATES.update(saved)
 
 
-def test_a_registered_gate_is_fit_saved_and_evaluated(memory, gate_registry):
-    @register_gate("vote", "Always the k-NN vote")
+def test_a_registered_gate_is_fit_saved_evaluated_and_reported(memory, gate_registry, tmp_path, monkeypatch):
+    """The gate recipe of CONTRIBUTING.md: a gate registered here, and nothing else, reaches the stage's files, the
+    summary, the report's tables and the report section's gate table as the notebook renders it."""
+    @register_gate("vote", "Always the {k}-NN vote")
     class Vote:
         def fit(self, inputs, y, *, example_ids, backbone_train_ids):
             self.n = len(y)
             return self
 
         def predict(self, inputs):
-            return inputs.knn_shares.argmax(1)
+            return inputs.knn_pred
 
         def summary(self):
             return {"n_fit": self.n}
@@ -145,9 +152,37 @@ def test_a_registered_gate_is_fit_saved_and_evaluated(memory, gate_registry):
             return {}
 
     info, s = evaluate(memory)
-    assert info["k5"]["vote_n_fit"] == 30 and "vote_accuracy" in info["k5"]
+    assert info["k5"]["vote_n_fit"] == 30 and info["gates"]["vote"] == {"label": "Always the {k}-NN vote",
+                                                                         "settings": ["n_fit"]}
     acc = s.set_index("method").accuracy
-    assert acc["Always the k-NN vote"] == pytest.approx(acc["5-NN"]) == pytest.approx(info["k5"]["vote_accuracy"])
+    assert acc["Always the 5-NN vote"] == pytest.approx(acc["5-NN"]) == pytest.approx(info["k5"]["vote_accuracy"])
+
+    d = memory["dir"]
+    outputs = {name: d / f"{name}.csv" for name in ("table1", "mnist", "longtail", "accuracy_vs_k")}
+    tables.write_tables([("mnist", "full")], [d / "s.csv"], [d / "knn.csv"], outputs)
+    mnist = pd.read_csv(outputs["mnist"]).set_index("model").measured
+    assert mnist["Always the 5-NN vote"] == pytest.approx(100 * acc["5-NN"], abs=0.01)
+
+    gates_json = tmp_path / "results/retrieval/toy/full/gates.json"
+    gates_json.parent.mkdir(parents=True)
+    gates_json.write_text((d / "g.json").read_text())
+    rows = tables.gates_table([gates_json]).set_index("gate")
+    assert set(rows.index) == {"Always the 5-NN vote", "Learned gate network/5-NN", "kNN-LM interpolation network/5-NN"}
+    vote = rows.loc["Always the 5-NN vote"]
+    assert (vote.dataset, vote.split, vote.pair, vote["fit on validation"]) == ("toy", "full", "network / 5-NN", "n_fit 30")
+    assert vote["accuracy (%)"] == pytest.approx(100 * acc["5-NN"])
+    assert vote["oracle (%)"] == pytest.approx(100 * info["k5"]["oracle_accuracy"])
+
+    section = nbformat.read(REPORTS / "retrieval.ipynb", as_version=4)
+    imports = "\n".join(line for line in section.cells[1].source.splitlines() if line.startswith(("import", "from")))
+    gate_cell = [c for c in section.cells if "gates_table(" in c.source]
+    assert len(gate_cell) == 1
+    section.cells = [section.cells[0], nbformat.v4.new_code_cell(imports), *gate_cell]
+    nbformat.write(section, tmp_path / "gates.ipynb")
+    monkeypatch.chdir(tmp_path)
+    report.render_notebooks([("gates.ipynb", {"gates": [gates_json]})], "out.ipynb", "out.html", title="Gates")
+    page = (tmp_path / "out.html").read_text()
+    assert 'id="memory-gates"' in page and "<td>Always the 5-NN vote</td>" in page and "<td>n_fit 30</td>" in page
 
 
 def test_each_oracle_bounds_its_own_gates_pair(tmp_path):

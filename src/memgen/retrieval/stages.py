@@ -151,13 +151,15 @@ def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_ks) -> 
     """Per k of ``gate_ks``, the pair (network, k-NN): its oracle gate (the pair's upper bound) and every fitted
     gate of :data:`GATES` between the same two (fit on validation only), on the test examples: predictions
     (``out_npz``, ``{key}_k{k}``) and fitted settings and accuracies (``out_json``, under ``k{k}``).  The
-    oracle and the gates use the one k-NN answer of :func:`knn_classify`."""
+    oracle and the gates use the one k-NN answer of :func:`knn_classify`. ``out_json`` also names the gates it
+    fit (``gates``: key -> ``label`` and the names of its ``settings``, the keys of its ``summary()``), so the
+    report's gate table (:func:`memgen.retrieval.tables.gates_table`) needs no list of its own."""
     e, nb, sp = load_npz(emb_path), load_npz(nb_path), load_split(split_path)
     if len(e["val_y"]) == 0:
         raise ValueError(f"split {split_path} has no validation hold-out; the gates are fit on one "
                          "(config splits.validation_size > 0, and not the split 'all')")
     n_classes = int(e["n_classes"])
-    arrays, info = {}, {"gate_ks": [int(k) for k in gate_ks], "n_val": int(len(e["val_y"]))}
+    arrays, info = {}, {"gate_ks": [int(k) for k in gate_ks], "n_val": int(len(e["val_y"])), "gates": {}}
     for k in gate_ks:
         inputs = {}
         for p in ("val", "test"):
@@ -172,7 +174,9 @@ def gate_stage(emb_path, nb_path, split_path, out_npz, out_json, *, gate_ks) -> 
             gate = gate_class().fit(inputs["val"], e["val_y"], example_ids=sp.val_idx, backbone_train_ids=sp.train_idx)
             predictions[key] = gate.predict(test)
             arrays.update({f"{key}_{name}_k{k}": a for name, a in gate.arrays(test).items()})
-            pair.update({f"{key}_{name}": v for name, v in gate.summary().items()})
+            settings = gate.summary()
+            pair.update({f"{key}_{name}": v for name, v in settings.items()})
+            info["gates"][key] = {"label": gate_class.label, "settings": list(settings)}
         for key, pred in predictions.items():
             arrays[f"{key}_k{k}"] = pred
             pair[f"{key}_accuracy"] = float((pred == e["test_y"]).mean())
