@@ -209,6 +209,36 @@ rule retrieval_tables:
         "../../src/scripts/retrieval_tables.py"
 
 
+rule retrieval_claims:
+    """The memory document's claims (Table 1's effects, the long tail, the rare subgroups), each a paired
+    difference on the test examples with its 95% interval and verdict (memgen.retrieval.claims)."""
+    input:
+        predictions=retrieval_files("predictions.npz", CLAIM_PAIRS),
+        splits=[f"results/splits/{d}/{s}.npz" for d, s in CLAIM_PAIRS],
+        backbones=retrieval_files("backbone.json", CLAIM_PAIRS),
+        code=script_code("retrieval_claims"),
+    output:
+        report(RETRIEVAL_CLAIMS, caption="../report/claims_retrieval.rst", category="Summary"),
+    params:
+        pairs=CLAIM_PAIRS,
+        ks=RETRIEVAL["k"],
+        gate_ks=RETRIEVAL["gate_ks"],
+        transformer_k=TRANSFORMER["k"],
+        rare_classes=config["splits"]["rare"]["rare_classes"],
+        data={d: Path(DATASETS[d]["path"]).name for d, _ in CLAIM_PAIRS},
+    log:
+        "results/logs/retrieval_claims.log",
+    benchmark:
+        "results/benchmarks/retrieval_claims.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../../src/scripts/retrieval_claims.py"
+
+
 rule retrieval_figures:
     """Accuracy vs k, per-class accuracy on the long-tail splits, and test images where memory fixes the
     network (and the reverse) with their nearest stored neighbours."""
@@ -248,5 +278,6 @@ BENCHMARKS += [f"results/benchmarks/{rule}/{d}/{s}.tsv" for rule in ("train_back
                                                                      "evaluate_retrieval") for d, s in RETRIEVAL_PAIRS]
 BENCHMARKS += [f"results/benchmarks/neighbor_transformer/{d}/{s}/{v}.tsv" for d, s in TRANSFORMER_PAIRS
                for v in TRANSFORMER["variants"]]
-BENCHMARKS += ["results/benchmarks/retrieval_tables.tsv", "results/benchmarks/retrieval_figures.tsv"]
+BENCHMARKS += ["results/benchmarks/retrieval_tables.tsv", "results/benchmarks/retrieval_figures.tsv",
+               "results/benchmarks/retrieval_claims.tsv"]
 BENCHMARKS[:] = list(dict.fromkeys(BENCHMARKS))

@@ -68,6 +68,9 @@ RETRIEVAL_FIGURES = {
     "fig_per_class": "results/figures/retrieval_per_class_longtail.png",
     "fig_fixes": "results/figures/retrieval_fixes.png",
 }
+# The (dataset, split) pairs the document's claims are about (memgen.retrieval.claims): CIFAR-10's.
+CLAIM_PAIRS = [(d, s) for d, s in RETRIEVAL_PAIRS if d == "cifar10"]
+RETRIEVAL_CLAIMS = "results/tables/claims_retrieval.csv"
 FIXES_PAIR = (RETRIEVAL["fixes_dataset"], "full")
 if FIXES_PAIR not in RETRIEVAL_PAIRS:
     raise ValueError(f"retrieval.fixes_dataset is '{FIXES_PAIR[0]}' but retrieval.splits has no full split for it")
