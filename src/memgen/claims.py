@@ -121,8 +121,10 @@ def bootstrap_interval(statistic, *arrays, level: float = 0.95, n_boot: int = 20
     if n == 0 or any(len(x) != n for x in arrays):
         raise ValueError("bootstrap_interval needs non-empty arrays with one row per unit, aligned across arrays")
     rng = np.random.default_rng(seed)
-    boot = np.array([statistic(*(x[idx] for x in arrays)) for idx in rng.integers(0, n, size=(n_boot, n))],
-                    dtype=float)
+    boot = np.empty(n_boot)
+    for i in range(n_boot):
+        idx = rng.integers(0, n, n)
+        boot[i] = statistic(*(x[idx] for x in arrays))
     alpha = 1 - level
     lo, hi = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
     return float(statistic(*arrays)), float(lo), float(hi)
