@@ -1,6 +1,8 @@
 # memgen: generalization through memorization, as one reproducible Snakemake workflow.
-# Run the whole study:   snakemake --cores 8 all
-# See README.md for presets, the smoke configuration and cluster profiles.
+# Run the whole study:   snakemake all --cores 8
+# With a preset, the target first (--configfile takes several values):
+#   snakemake all --cores 8 --configfile workflow/presets/quick.yaml
+# See README.md for which preset fits your machine, the smoke configuration and cluster profiles.
 
 from snakemake.utils import min_version
 
