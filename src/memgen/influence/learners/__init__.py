@@ -76,7 +76,12 @@ class Outputs:
 
 @runtime_checkable
 class Learner(Protocol):
-    """What the estimator needs from a learning algorithm."""
+    """What the estimator needs from a learning algorithm. Optional, for the shard stage
+    (:mod:`memgen.influence.stages`): a class attribute ``mixed_precision = True`` (``from_settings`` then also gets
+    the ``precision`` setting), a ``record`` constructor parameter and attribute (called as in
+    :class:`memgen.influence.learners.mlp.MLPLearner` for every training pass: the shards keep each example's
+    learning speed) and ``checkpoint_to(folder, every_s)`` (resume files, as
+    :class:`memgen.influence.learners.net.NetLearner`)."""
 
     name: str
     n_train: int
