@@ -101,7 +101,8 @@ def gates_table(info_paths) -> pd.DataFrame:
         for k in info["gate_ks"]:
             pair = info[f"k{k}"]
             for key, gate in info["gates"].items():
-                settings = ", ".join(f"{name} {format_value(pair[f'{key}_{name}'])}" for name in gate["settings"])
+                settings = ", ".join(f"{name} = {format_value(pair[f'{key}_{name}'])}"
+                                     for name in gate["settings"])
                 rows.append({"dataset": dataset, "split": split, "pair": f"network / {k}-NN",
                              "gate": gate["label"].format(k=k), "accuracy (%)": 100 * pair[f"{key}_accuracy"],
                              "oracle (%)": 100 * pair["oracle_accuracy"], "fit on validation": settings})
