@@ -180,7 +180,7 @@ def raw_table1():
                 rows.append({"dataset": dataset, "method": method, "train_acc": train + (seed or 0) * 0.01,
                              "test_acc": test, "seed": seed, "n_train": 1000 if method == "conv_net" else 60000,
                              "n_train_full": 60000, "n_train_eval": 5000 if method.startswith("knn") else 60000,
-                             "k": k if method == "memorization" else None})
+                             "n_test": 10000, "k": k if method == "memorization" else None})
     return pd.DataFrame(rows)
 
 
@@ -209,7 +209,8 @@ def test_table2_published_rows_and_test_accuracy():
         for layer, count in enumerate([784, 1024, 1024, 1024, 1024, 1024, 1]):
             accs = rng.uniform(0.5, 0.9, count)
             rows.append({"layer": layer, "count": count, "mean": accs.mean(), "std": accs.std(), "min": accs.min(),
-                         "max": accs.max(), "k": 8, "seed": seed, "train_acc": 0.89, "test_acc": 0.86 + seed / 100})
+                         "max": accs.max(), "k": 8, "seed": seed, "train_acc": 0.89, "test_acc": 0.86 + seed / 100,
+                         "n_train": 60000, "n_test": 10000})
     t = lt.build_table2(pd.DataFrame(rows))
     assert len(t) == 7 * 5 + 1
     pub = t.set_index(["layer", "statistic"])["published"]
@@ -222,7 +223,8 @@ def test_table2_published_rows_and_test_accuracy():
 
 def test_table3_and_ext_depth_published_values():
     rows = [{"dataset": "mnist", "labels": labels, "k": k, "depth": depth, "seed": 0, "train_acc": 0.9,
-             "test_acc": 0.8} for labels in ("real", "random") for k in (2, 10, 11) for depth in (3, 5)]
+             "test_acc": 0.8, "n_train": 60000, "n_test": 10000}
+            for labels in ("real", "random") for k in (2, 10, 11) for depth in (3, 5)]
     t = lt.build_table3(pd.DataFrame(rows), ks=[2, 10])
     assert t["k"].unique().tolist() == [2, 10] and len(t) == 8
     pub = t.set_index(["k", "labels", "split"])["published"]
@@ -236,7 +238,8 @@ def test_table3_and_ext_depth_published_values():
 
 def test_table4_orientation_matches_the_document():
     rows = [{"dataset": "cifar10", "a": a, "b": b, "name_a": f"c{a}", "name_b": f"c{b}", "k": 10, "depth": 5,
-             "seed": 0, "train_acc": 0.9 + a / 100, "test_acc": 0.7 + b / 100} for a in range(10) for b in range(a + 1, 10)]
+             "seed": 0, "train_acc": 0.9 + a / 100, "test_acc": 0.7 + b / 100, "n_train": 10000, "n_test": 2000}
+            for a in range(10) for b in range(a + 1, 10)]
     t = lt.build_table4(pd.DataFrame(rows))
     cat_dog = t[(t.a == 3) & (t.b == 5)].set_index("split")
     assert cat_dog.loc["test", "published"] == 0.61 and cat_dog.loc["train", "published"] == 0.96
@@ -264,8 +267,8 @@ def test_figure1_joins_the_baseline_depth_into_the_depth_panel():
 
 def test_ext_bits_filters_and_publishes_table1_memorization():
     rows = [{"dataset": "cifar10", "coding": c, "labels": labels, "k": k, "depth": 5, "seed": 0, "train_acc": 0.8,
-             "test_acc": 0.6} for c in ("threshold128", "thermometer2", "thermometer4") for labels in ("real", "random")
-            for k in (8, 10)]
+             "test_acc": 0.6, "n_train": 10000, "n_test": 2000}
+            for c in ("threshold128", "thermometer2", "thermometer4") for labels in ("real", "random") for k in (8, 10)]
     t = lt.build_ext_bits(pd.DataFrame(rows), ks=[10], codings=["threshold128", "thermometer2"])
     assert set(t["coding"]) == {"threshold128", "thermometer2"} and set(t["k"]) == {10}
     pub = t.dropna(subset=["published"])
@@ -290,29 +293,14 @@ def test_compare_verdict_and_wide():
     assert w.loc[0, "difference test"] == pytest.approx(0.1)
 
 
-def test_claims_are_computed_from_the_numbers():
-    t3 = pd.DataFrame([{"k": k, "labels": labels, "split": split, "published": np.nan,
-                        "measured": {"real": {"train": 0.6 + k / 40, "test": 0.9 - abs(k - 8) / 40},
-                                     "random": {"train": 0.5 + k / 34, "test": 0.5}}[labels][split]}
-                       for k in (2, 8, 16) for labels in ("real", "random") for split in ("train", "test")])
-    c = lt.claims_table3(t3).set_index("claim")["holds"]
-    assert c["test accuracy peaks at an intermediate k"] == "yes"
-    assert c["random labels are harder to memorize"] == "yes" and c["random labels can be memorized"] == "yes"
-    f1 = pd.DataFrame([{"panel": "k", "task": t, "k": k, "depth": 5, "gap": k / 100 + t / 1000} for t in range(4)
-                       for k in (2, 8)] +
-                      [{"panel": "depth", "task": t, "k": 2, "depth": d, "gap": t / (10 * d)} for t in range(4)
-                       for d in (1, 4)])
-    c = lt.claims_figure1(f1).set_index("holds")
-    assert (c.index == "yes").all()
-
-
 def test_figures_are_drawn(tmp_path):
     from memgen.lut import figures as lf
 
     t1 = lt.build_table1(raw_table1())
     lf.plot_table1(t1, tmp_path / "t1.png")
     rows = [{"dataset": "cifar10", "a": a, "b": b, "name_a": f"c{a}", "name_b": f"c{b}", "k": 10, "depth": 5,
-             "seed": 0, "train_acc": 0.95, "test_acc": 0.75} for a in range(10) for b in range(a + 1, 10)]
+             "seed": 0, "train_acc": 0.95, "test_acc": 0.75, "n_train": 10000, "n_test": 2000}
+            for a in range(10) for b in range(a + 1, 10)]
     lf.plot_table4(lt.build_table4(pd.DataFrame(rows)), tmp_path / "t4.png")
     assert (tmp_path / "t1.png").stat().st_size > 1000 and (tmp_path / "t4.png").stat().st_size > 1000
 

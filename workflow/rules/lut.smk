@@ -192,6 +192,30 @@ rule lut_tables:
         "../../src/scripts/lut_tables.py"
 
 
+rule lut_claims:
+    """The document's claims on the LUT tables, each with its 95% interval and verdict (memgen.lut.claims)."""
+    input:
+        **{name: LUT_TABLES[name] for name in ("table1", "table2", "table3", "table4", "figure1")},
+        code=script_code("lut_claims"),
+    output:
+        report(LUT_CLAIMS, caption="../report/claims_lut.rst", category="Summary"),
+    params:
+        depth=LUT["depth"],
+        width=LUT["width"],
+        n_seeds=len(LUT["seeds"]),
+    log:
+        "results/logs/lut_claims.log",
+    benchmark:
+        "results/benchmarks/lut_claims.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=2000,
+    script:
+        "../../src/scripts/lut_claims.py"
+
+
 rule lut_figures:
     """Figures of the LUT study: Table 1 and 3 against the document, Figure 1, Table 4 heatmaps, extensions."""
     input:
@@ -247,10 +271,12 @@ REPORT_SECTIONS["lut"] = {
     **LUT_TABLES,
     **{f"fig_{name}": path for name, path in LUT_FIGURES.items()},
     "runtimes": "results/tables/runtimes.csv",
+    "claims": LUT_CLAIMS,
 }
 BENCHMARKS += [f.replace("results/lut/", "results/benchmarks/lut_").replace(".csv", ".tsv")
                for f in [*TABLE1_FILES, f"results/lut/table2/{lut_dataset('table2')}.csv", *TABLE3_FILES,
                          *EXT_BITS_FILES, f"results/lut/depth/{lut_dataset('ext_depth')}.csv",
                          *[p for key in LUT_PAIRWISE for p in pairwise_files(*key)]]]
-BENCHMARKS += ["results/benchmarks/lut_tables.tsv", "results/benchmarks/lut_figures.tsv"]
+BENCHMARKS += ["results/benchmarks/lut_tables.tsv", "results/benchmarks/lut_figures.tsv",
+               "results/benchmarks/lut_claims.tsv"]
 BENCHMARKS[:] = list(dict.fromkeys(BENCHMARKS))

@@ -105,5 +105,6 @@ EXT_BITS_FILES = [f"results/lut/sweep/{lut_dataset('ext_bits')}/{c}/{labels}.csv
                   for labels in LUT["ext_bits"]["labels"]]
 LUT_TABLES = {name: f"results/tables/seed001_{name}.csv"
               for name in ("table1", "table2", "table3", "table4", "figure1", "ext_bits", "ext_depth")}
+LUT_CLAIMS = "results/tables/claims_lut.csv"
 LUT_FIGURES = {name: f"results/figures/seed001_{name}.png"
                for name in ("table1", "table3", "figure1", "table4", "ext_bits", "ext_depth")}

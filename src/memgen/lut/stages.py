@@ -103,7 +103,8 @@ def run_layer_stats(task: Task, k: int, width: int, depth: int, seeds, device: s
         row, net = fit_and_score(task.x_train, task.y_train, task.x_test, task.y_test, k, (width,) * depth, seed,
                                  device, threads)
         stats = layer_stats(net, task.x_train, task.y_train)
-        parts.append(stats.assign(**extra, k=k, seed=seed, train_acc=row["train_acc"], test_acc=row["test_acc"]))
+        parts.append(stats.assign(**extra, k=k, seed=seed, train_acc=row["train_acc"], test_acc=row["test_acc"],
+                                  n_train=row["n_train"], n_test=row["n_test"]))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -1,6 +1,7 @@
 """Tables of the LUT study (Chatterjee 2018, "Learning and memorization"): the document's published numbers,
 the builders that turn the workflow's raw rows into the report's tables (long format, ``published`` beside
-``measured`` = mean over seeds, with ``measured_sd`` and ``n_seeds``), and verdicts computed from them.
+``measured`` = mean over seeds, with ``measured_sd``, ``n_seeds`` and ``n``, the examples an accuracy is measured
+on), and the level verdicts computed from them; the document's claims are tested in :mod:`memgen.lut.claims`.
 
 Kept apart from :mod:`memgen.lut.stages` (the jobs that fit networks), so that editing a table or a verdict reruns
 the cheap table and figure steps only.
@@ -66,19 +67,23 @@ PUBLISHED_TABLE4 = np.array([
 PUBLISHED_DEPTH, PUBLISHED_WIDTH = 5, 1024   # the document's baseline network: 5 hidden layers of 1024 LUTs
 
 # ------------------------------------------------------------------------------------------ table builders
+SWEEP_COUNTS = {"train": "n_train", "test": "n_test"}   # a network's row: the examples its accuracies are on
+
+
 def read_rows(paths) -> pd.DataFrame:
     """The raw rows of one or more job outputs (CSV), concatenated."""
     paths = [paths] if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__") else list(paths)
     return pd.concat([pd.read_csv(f) for f in paths], ignore_index=True)
 
 
-def _measured(raw: pd.DataFrame, keys: list[str], values: dict[str, str]) -> pd.DataFrame:
-    """Mean / sd over seeds of ``values`` ({split name: column}) per ``keys``; long format with a split column."""
+def _measured(raw: pd.DataFrame, keys: list[str], values: dict[str, str], counts: dict[str, str]) -> pd.DataFrame:
+    """Mean / sd over seeds of ``values`` ({split name: column}) per ``keys``; long format with a split column
+    and ``n``, the number of examples each accuracy is measured on (``counts``: {split name: column})."""
     parts = []
     for split, column in values.items():
-        g = raw.groupby(keys, sort=False, dropna=False)[column]
-        parts.append(pd.DataFrame({"split": split, "measured": g.mean(), "measured_sd": g.std(ddof=1),
-                                   "n_seeds": g.count()}).reset_index())
+        g = raw.groupby(keys, sort=False, dropna=False)
+        parts.append(pd.DataFrame({"split": split, "measured": g[column].mean(), "measured_sd": g[column].std(ddof=1),
+                                   "n_seeds": g[column].count(), "n": g[counts[split]].first()}).reset_index())
     return pd.concat(parts, ignore_index=True)
 
 
@@ -89,7 +94,8 @@ def build_table1(raw: pd.DataFrame) -> pd.DataFrame:
     raw = raw.copy()
     raw["k"] = pd.to_numeric(raw.get("k"), errors="coerce")
     keys = ["dataset", "method"]
-    table = _measured(raw, keys, {"train": "train_acc", "test": "test_acc"})
+    table = _measured(raw, keys, {"train": "train_acc", "test": "test_acc"},
+                      {"train": "n_train_eval", "test": "n_test"})
     info = raw.groupby(keys, sort=False).agg(k=("k", "first"), n_train=("n_train", "first"),
                                              n_train_full=("n_train_full", "first"),
                                              n_train_eval=("n_train_eval", "first")).reset_index()
@@ -126,19 +132,20 @@ def build_table1(raw: pd.DataFrame) -> pd.DataFrame:
     table["_o"] = [order.get(m, len(order)) for m in table["method_key"]]
     table["_s"] = table["split"].map({"train": 0, "test": 1})
     table = table.sort_values(["_d", "_o", "method_key", "_s"], kind="stable")
-    cols = ["dataset", "method", "method_key", "split", "published", "measured", "measured_sd", "n_seeds",
+    cols = ["dataset", "method", "method_key", "split", "published", "measured", "measured_sd", "n_seeds", "n",
             "n_train", "n_train_full", "n_train_eval", "note"]
     return table[cols].reset_index(drop=True)
 
 
 def build_table2(raw: pd.DataFrame) -> pd.DataFrame:
     """Long Table 2: layer ("0" = inputs ... last = output LUT, "network" = the test accuracy), statistic
-    (count/mean/std/min/max, test accuracy), published, measured, measured_sd, n_seeds."""
+    (count/mean/std/min/max, test accuracy), published, measured, measured_sd, n_seeds, n (the training examples a
+    LUT's accuracy is measured on; the test examples of the network's)."""
     k = int(raw["k"].iloc[0])
     stats = ["count", "mean", "std", "min", "max"]
-    long = raw.melt(id_vars=["layer", "seed"], value_vars=stats, var_name="statistic", value_name="value")
-    table = _measured(long, ["layer", "statistic"], {"train": "value"}).drop(columns="split")
-    test = _measured(raw.drop_duplicates("seed"), ["k"], {"test": "test_acc"})
+    long = raw.melt(id_vars=["layer", "seed", "n_train"], value_vars=stats, var_name="statistic", value_name="value")
+    table = _measured(long, ["layer", "statistic"], {"train": "value"}, {"train": "n_train"}).drop(columns="split")
+    test = _measured(raw.drop_duplicates("seed"), ["k"], {"test": "test_acc"}, {"test": "n_test"})
     test = test.assign(layer="network", statistic="test accuracy").drop(columns=["k", "split"])
     table["layer"] = table["layer"].astype(int)
     table["_s"] = table["statistic"].map({s: i for i, s in enumerate(stats)})
@@ -152,28 +159,28 @@ def build_table2(raw: pd.DataFrame) -> pd.DataFrame:
         pub[("network", "test accuracy")] = PUBLISHED_TABLE2_TEST
     table["published"] = [pub.get((r.layer, r.statistic), np.nan) for r in table.itertuples()]
     table.insert(0, "k", k)
-    return table[["k", "layer", "statistic", "published", "measured", "measured_sd", "n_seeds"]]
+    return table[["k", "layer", "statistic", "published", "measured", "measured_sd", "n_seeds", "n"]]
 
 
 def build_table3(raw: pd.DataFrame, depth: int = PUBLISHED_DEPTH, ks=None) -> pd.DataFrame:
     """Long Table 3 from sweep rows (columns labels = real/random, k, depth; only ``ks`` if given): k, labels,
-    split, published, measured, measured_sd, n_seeds."""
+    split, published, measured, measured_sd, n_seeds, n."""
     raw = raw[(raw["depth"] == depth) & (raw["k"].isin(list(ks)) if ks is not None else True)]
-    table = _measured(raw, ["labels", "k"], {"train": "train_acc", "test": "test_acc"})
+    table = _measured(raw, ["labels", "k"], {"train": "train_acc", "test": "test_acc"}, SWEEP_COUNTS)
     col = {("real", "train"): 0, ("real", "test"): 1, ("random", "train"): 2, ("random", "test"): 3}
     same = raw["dataset"].iloc[0] == PUBLISHED_TABLE3_DATASET if len(raw) else False
     table["published"] = [PUBLISHED_TABLE3[r.k][col[(r.labels, r.split)]]
                           if same and r.k in PUBLISHED_TABLE3 and (r.labels, r.split) in col else np.nan
                           for r in table.itertuples()]
     table = table.sort_values(["k", "labels", "split"], ascending=[True, True, False]).reset_index(drop=True)
-    return table[["k", "labels", "split", "published", "measured", "measured_sd", "n_seeds"]]
+    return table[["k", "labels", "split", "published", "measured", "measured_sd", "n_seeds", "n"]]
 
 
 def build_table4(raw: pd.DataFrame, k: int = PUBLISHED_TABLE4_K, depth: int = PUBLISHED_DEPTH) -> pd.DataFrame:
     """Long Table 4 from pairwise rows: a, b, name_a, name_b, split, published, measured, measured_sd,
-    n_seeds. In the matrix layout training accuracy is at (row b, column a), test at (row a, column b)."""
+    n_seeds, n. In the matrix layout training accuracy is at (row b, column a), test at (row a, column b)."""
     raw = raw[(raw["k"] == k) & (raw["depth"] == depth)]
-    table = _measured(raw, ["a", "b", "name_a", "name_b"], {"train": "train_acc", "test": "test_acc"})
+    table = _measured(raw, ["a", "b", "name_a", "name_b"], {"train": "train_acc", "test": "test_acc"}, SWEEP_COUNTS)
     same = (len(raw) and raw["dataset"].iloc[0] == PUBLISHED_TABLE4_DATASET and k == PUBLISHED_TABLE4_K)
 
     def published(r):
@@ -185,7 +192,8 @@ def build_table4(raw: pd.DataFrame, k: int = PUBLISHED_TABLE4_K, depth: int = PU
     table["published"] = [published(r) for r in table.itertuples()]
     table = table.sort_values(["a", "b", "split"], ascending=[True, True, False]).reset_index(drop=True)
     table.insert(0, "k", k)
-    return table[["k", "a", "b", "name_a", "name_b", "split", "published", "measured", "measured_sd", "n_seeds"]]
+    return table[["k", "a", "b", "name_a", "name_b", "split", "published", "measured", "measured_sd", "n_seeds",
+                  "n"]]
 
 
 def table4_matrices(table4: pd.DataFrame, n_classes: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -233,7 +241,8 @@ def build_ext_bits(raw: pd.DataFrame, depth: int = PUBLISHED_DEPTH, ks=None, cod
         raw = raw[raw["k"].isin(list(ks))]
     if codings is not None:
         raw = raw[raw["coding"].isin(list(codings))]
-    table = _measured(raw, ["dataset", "coding", "labels", "k"], {"train": "train_acc", "test": "test_acc"})
+    table = _measured(raw, ["dataset", "coding", "labels", "k"], {"train": "train_acc", "test": "test_acc"},
+                      SWEEP_COUNTS)
     table["bits"] = [parse_coding(c)["bits"] for c in table["coding"]]
 
     def published(r):
@@ -252,7 +261,7 @@ def build_ext_bits(raw: pd.DataFrame, depth: int = PUBLISHED_DEPTH, ks=None, cod
 def build_ext_depth(raw: pd.DataFrame) -> pd.DataFrame:
     """Long table of the depth sweep on the binary task: k, depth, split, published, measured, ...
     ``published`` is the document's Table 3 (real labels) at its baseline depth of 5."""
-    table = _measured(raw, ["dataset", "k", "depth"], {"train": "train_acc", "test": "test_acc"})
+    table = _measured(raw, ["dataset", "k", "depth"], {"train": "train_acc", "test": "test_acc"}, SWEEP_COUNTS)
 
     def published(r):
         if r.dataset == PUBLISHED_TABLE3_DATASET and r.depth == PUBLISHED_DEPTH and r.k in PUBLISHED_TABLE3:
@@ -290,14 +299,6 @@ def verdict(table: pd.DataFrame, what: str, tolerance: float = TOLERANCE) -> str
             f"{100 * c['mean_diff']:+.1f}, largest {100 * c['max_abs']:.1f}).")
 
 
-def rank_agreement(table1: pd.DataFrame, dataset: str, split: str = "test") -> float:
-    """Spearman correlation between published and measured accuracies of the Table 1 methods of ``dataset``."""
-    t = table1[(table1["dataset"] == dataset) & (table1["split"] == split)].dropna(subset=["published", "measured"])
-    if len(t) < 3:
-        return np.nan
-    return float(t["published"].rank().corr(t["measured"].rank()))
-
-
 # ------------------------------------------------------------------------------------------ report helpers
 def wide(table: pd.DataFrame, index: list[str], columns: str = "split") -> pd.DataFrame:
     """A long table side by side: one row per ``index`` (in the table's order); ``published``, ``measured`` and
@@ -312,86 +313,6 @@ def wide(table: pd.DataFrame, index: list[str], columns: str = "split") -> pd.Da
     return t[[c for c in order if c in t.columns]].reset_index()
 
 
-def _claim(claim: str, document: str, measured: str, holds) -> dict:
-    return {"claim": claim, "document": document, "this run": measured,
-            "holds": "n/a" if holds is None else ("yes" if holds else "no")}
-
-
-def _value(table, **where):
-    t = table
-    for key, v in where.items():
-        t = t[t[key] == v]
-    return float(t["measured"].iloc[0]) if len(t) else np.nan
-
-
-def claims_table1(table1: pd.DataFrame) -> pd.DataFrame:
-    """The document's qualitative Table 1 claims, checked on this run's numbers."""
-    rows = []
-    for dataset in dict.fromkeys(table1["dataset"]):
-        t = table1[(table1["dataset"] == dataset) & (table1["split"] == "test")]
-        mem = _value(t, method_key="memorization")
-        rows.append(_claim(f"{dataset}: memorization is well above chance", "test accuracy well above 0.50",
-                           f"{mem:.3f}", mem > 0.55 if np.isfinite(mem) else None))
-        best = t.loc[t["measured"].idxmax(), "method"] if len(t) else "-"
-        conv = _value(t, method_key="conv_net")
-        rows.append(_claim(f"{dataset}: the conv net is best", "conv net has the best test accuracy",
-                           f"best: {best}", None if not np.isfinite(conv) else best == "conv net"))
-        nn1 = _value(t, method_key="knn1")
-        if dataset == "cifar10" and np.isfinite(nn1) and np.isfinite(mem):
-            rows.append(_claim("cifar10: memorization ties with nearest neighbours", "0.63 vs 0.63",
-                               f"{mem:.3f} vs {nn1:.3f}", abs(mem - nn1) <= TOLERANCE))
-        rho = rank_agreement(table1, dataset)
-        rows.append(_claim(f"{dataset}: methods rank as in the document", "published test-accuracy order",
-                           f"Spearman {rho:.2f}", rho >= 0.8 if np.isfinite(rho) else None))
-    return pd.DataFrame(rows)
-
-
-def claims_table2(table2: pd.DataFrame) -> pd.DataFrame:
-    t = table2[table2["layer"] != "network"].copy()
-    t["layer"] = t["layer"].astype(int)
-    mean = t[t["statistic"] == "mean"].sort_values("layer")["measured"].to_numpy()
-    std = t[(t["statistic"] == "std") & (t["layer"] >= 1)].sort_values("layer")["measured"].to_numpy()
-    test = _value(table2, layer="network")
-    return pd.DataFrame([
-        _claim("LUT training accuracy rises layer by layer", "mean 0.51 (inputs) -> 0.89 (output)",
-               " -> ".join(f"{v:.2f}" for v in mean), bool(np.all(np.diff(mean) > -1e-9)) if len(mean) > 1 else None),
-        _claim("the spread over LUTs shrinks with depth", "std 0.040 (layer 1) -> 0.0015 (layer 5)",
-               " -> ".join(f"{v:.4f}" for v in std[:-1]) if len(std) > 1 else "-",
-               bool(std[-2] < std[0]) if len(std) > 2 else None),
-        _claim("test accuracy", f"{PUBLISHED_TABLE2_TEST:.2f}", f"{test:.3f}",
-               abs(test - PUBLISHED_TABLE2_TEST) <= TOLERANCE if np.isfinite(test) else None),
-    ])
-
-
-def claims_table3(table3: pd.DataFrame) -> pd.DataFrame:
-    def series(labels, split):
-        t = table3[(table3["labels"] == labels) & (table3["split"] == split)].sort_values("k")
-        return t["k"].to_numpy(), t["measured"].to_numpy()
-
-    k, real_train = series("real", "train")
-    _, real_test = series("real", "test")
-    kr, rand_train = series("random", "train")
-    _, rand_test = series("random", "test")
-    rows = [_claim("training accuracy rises with k (real labels)", "0.66 -> 1.00",
-                   " -> ".join(f"{v:.2f}" for v in real_train), bool(np.all(np.diff(real_train) > -0.005))
-                   if len(real_train) > 1 else None)]
-    if len(real_test):
-        peak = int(k[np.argmax(real_test)])
-        rows.append(_claim("test accuracy peaks at an intermediate k", "peak 0.90 at k=12, 0.66 at k=16",
-                           f"peak {real_test.max():.3f} at k={peak}, {real_test[-1]:.3f} at k={int(k[-1])}",
-                           bool(k[0] < peak < k[-1]) if len(k) > 2 else None))
-    if len(rand_train):
-        rows.append(_claim("random labels can be memorized", "training 0.98 at k=16",
-                           f"{rand_train[-1]:.3f} at k={int(kr[-1])}", bool(rand_train[-1] > 0.9)))
-        rows.append(_claim("no generalization on random labels", "test 0.50-0.54",
-                           f"{rand_test.min():.3f}-{rand_test.max():.3f}", bool(np.all(np.abs(rand_test - 0.5) < 0.05))))
-        common = np.intersect1d(k, kr)
-        harder = [real_train[list(k).index(c)] > rand_train[list(kr).index(c)] for c in common]
-        rows.append(_claim("random labels are harder to memorize", "lower training accuracy at every k",
-                           f"lower at {sum(harder)} of {len(harder)} k", all(harder) if harder else None))
-    return pd.DataFrame(rows)
-
-
 def gap_stats(figure1: pd.DataFrame, panel: str) -> pd.DataFrame:
     """Per k (panel ``k``) or depth (panel ``depth``): the gap over tasks (mean over seeds first)."""
     by = "k" if panel == "k" else "depth"
@@ -400,39 +321,6 @@ def gap_stats(figure1: pd.DataFrame, panel: str) -> pd.DataFrame:
     out = g.agg(tasks="count", mean="mean", std="std", min="min", max="max")
     out["range"] = out["max"] - out["min"]
     return out.reset_index()
-
-
-def claims_figure1(figure1: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    by_k = gap_stats(figure1, "k")
-    if len(by_k) > 1:
-        rho = float(by_k["k"].rank().corr(by_k["mean"].rank()))
-        rows.append(_claim("the gap grows with k", "goes up as k increases",
-                           " -> ".join(f"{v:.3f}" for v in by_k["mean"]) + f" (Spearman {rho:.2f})", rho >= 0.8))
-    by_d = gap_stats(figure1, "depth")
-    if len(by_d) > 1:
-        k = int(figure1.loc[figure1["panel"] == "depth", "k"].iloc[0])
-        rows.append(_claim(f"the spread of the gap over tasks shrinks with depth (k={k})", "goes down with depth",
-                           "std " + " -> ".join(f"{v:.3f}" for v in by_d["std"]),
-                           bool(by_d["std"].iloc[-1] < by_d["std"].iloc[0])))
-    return pd.DataFrame(rows)
-
-
-def claims_table4(table4: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for split in ("test", "train"):
-        t = table4[table4["split"] == split].dropna(subset=["published", "measured"])
-        if len(t) > 2:
-            r = float(np.corrcoef(t["published"], t["measured"])[0, 1])
-            rows.append(_claim(f"{split} accuracy per task follows the document", "published matrix",
-                               f"Pearson r = {r:.2f} over {len(t)} tasks, mean {t['measured'].mean():.3f} vs "
-                               f"{t['published'].mean():.3f}", r >= 0.7))
-    t = table4[table4["split"] == "test"]
-    if len(t):
-        lo = t.loc[t["measured"].idxmin()]
-        rows.append(_claim("every pairwise task is above chance", "test 0.61 (cat-dog) to 0.85",
-                           f"lowest {lo['measured']:.3f} ({lo['name_a']}-{lo['name_b']})", bool(t["measured"].min() > 0.55)))
-    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------------ scorecard
