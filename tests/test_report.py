@@ -77,7 +77,8 @@ def test_scorecard_rows_across_the_documents():
                                       "examples with mem >= 0.25, linear models",
                                       "examples with mem >= 0.25, full networks"],
                          "published (CIFAR-100, ResNet50)": [75.8, 38, 18099], "measured": [40.0, 10, 300]})
-    card = scorecard.build_scorecard(lut_rows(lut), retrieval_rows(retrieval), influence_rows(last))
+    card = scorecard.build_scorecard(lut_rows(lut), retrieval_rows(retrieval), influence_rows(last), scales=SCALES,
+                                     preset_scale="full")
     assert card.columns.tolist() == scorecard.COLUMNS
     by_table = card[card.document == "LUT"].set_index("anchor")
     t1 = card[card.item.str.startswith("Table 1, MNIST")].iloc[0]
@@ -92,11 +93,63 @@ def test_scorecard_rows_across_the_documents():
     claim = fz.iloc[-1]
     assert claim["verdict"] == "holds" and claim["measured"] == pytest.approx(30.0)
     assert claim["published"] == pytest.approx(18099 / 38)
+    assert set(card.loc[card.document == "Memory", "scale"]) == {SCALES["Memory"]}
+    # below the documents' scale a missed level is marked with its scale, not called a failed reproduction
+    reduced = scorecard.build_scorecard(lut_rows(lut), retrieval_rows(retrieval), influence_rows(last),
+                                        scales=SCALES, preset_scale="reduced")
+    memory = reduced[reduced.document == "Memory"]
+    assert memory["verdict"].tolist() == ["reproduced", "level at reduced scale (12-epoch resnet20)"]
+    t1 = reduced[reduced.item.str.startswith("Table 1, MNIST")].iloc[0]
+    assert t1["verdict"] == "level at reduced scale (5 x 1024 LUTs; 1 of 2 within)"
+    assert reduced[reduced.document == "F&Z"]["verdict"].tolist() == card[card.document == "F&Z"]["verdict"].tolist()
+
+
+SCALES = {"LUT": "5 x 1024 LUTs", "Memory": "12-epoch resnet20", "F&Z": "t = 8-16"}
+
+
+def test_document_scales_name_what_each_level_was_measured_at():
+    config = {"lut": {"depth": 5, "width": 1024, "seeds": [0]},
+              "retrieval": {"backbone": {"cifar10": {"arch": "resnet20", "epochs": 12}}},
+              "influence": {"studies": {"a": {"t": 512}, "b": {"t": 2000}}}}
+    scales = scorecard.document_scales(config)
+    assert scales == {"LUT": "5 x 1024 LUTs, 1 seed(s)", "Memory": "12-epoch resnet20 (document: 200 epochs)",
+                      "F&Z": "t = 512-2000 models per study"}
+
+
+def claims_table(verdicts):
+    from memgen.claims import CLAIM_COLUMNS
+
+    return pd.DataFrame([{"document": d, "source": s, "claim": f"claim {i}", "quantity": "q", "published": np.nan,
+                          "measured": 0.5, "lo": 0.1, "hi": 0.9, "statistic": "st", "decision": "> 0", "verdict": v,
+                          "scale": "sc"} for i, (d, s, v) in enumerate(verdicts)], columns=CLAIM_COLUMNS)
+
+
+def test_claims_merge_in_document_order_and_refuse_a_foreign_table(tmp_path):
+    claims_table([("Memory", "Table 1", "holds")]).to_csv(tmp_path / "memory.csv", index=False)
+    claims_table([("LUT", "Table 3", "inconclusive")]).to_csv(tmp_path / "lut.csv", index=False)
+    merged = scorecard.merge_claims([tmp_path / "memory.csv", tmp_path / "lut.csv"], tmp_path / "claims.csv")
+    assert merged["document"].tolist() == ["LUT", "Memory"]
+    assert pd.read_csv(tmp_path / "claims.csv")["verdict"].tolist() == ["inconclusive", "holds"]
+    pd.DataFrame({"claim": ["x"], "holds": ["yes"]}).to_csv(tmp_path / "old.csv", index=False)
+    with pytest.raises(ValueError, match="write_claims"):
+        scorecard.merge_claims([tmp_path / "lut.csv", tmp_path / "old.csv"], tmp_path / "claims.csv")
+    with pytest.raises(FileNotFoundError):
+        scorecard.merge_claims([tmp_path / "lut.csv", tmp_path / "influence.csv"], tmp_path / "claims.csv")
+
+
+def test_claims_block_colours_verdicts_and_links_named_tables():
+    block = report.claims_block(claims_table([("Memory", "Table 1", "holds"), ("LUT", "Section 2", "does not hold"),
+                                              ("F&Z", "Figure 2", "inconclusive")]))
+    assert 'id="claims"' in block and "1 holds, 1 does not hold, 1 inconclusive" in block
+    assert ('class="verdict-good">holds<' in block and 'class="verdict-bad">does not hold<' in block
+            and 'class="verdict-mixed">inconclusive<' in block)
+    assert 'href="#memory-table-1"' in block and 'href="#fz-figure-2"' in block and "Section 2</a>" not in block
+    assert "nan" not in visible_text(block).lower()
 
 
 def test_scorecard_without_comparable_numbers_says_so():
     lut = {"table4": lut_table([np.nan] * 2, [0.7, 0.8], split=["test", "train"])}
-    card = scorecard.build_scorecard(lut_rows(lut))
+    card = scorecard.build_scorecard(lut_rows(lut), scales=SCALES, preset_scale="reduced")
     assert card["verdict"].str.startswith("not comparable").all() and card["published"].isna().all()
     block = report.scorecard_block(card)
     assert "nan" not in visible_text(block).lower() and 'href="#lut-table-4"' in block
@@ -107,6 +160,7 @@ def test_verdict_colours():
     assert report.verdict_class("partly reproduced (3 of 6 within)") == "verdict-mixed"
     assert report.verdict_class("not reproduced (1 of 4 within)") == "verdict-bad"
     assert report.verdict_class("not measured") == "verdict-none"
+    assert report.verdict_class("inconclusive") == "verdict-mixed" and report.verdict_class("holds") == "verdict-good"
     assert report.verdict_class("does not hold") == "verdict-bad" and report.verdict_class("no") == "verdict-bad"
 
 

@@ -180,11 +180,12 @@ def format_cells(table: pd.DataFrame, decimals: int | dict = 2, row_decimals: pd
 
 
 def verdict_class(text: str) -> str:
-    """CSS class of a verdict's colour (reproduced/holds: good; partly: mixed; not/does not hold: bad)."""
+    """CSS class of a verdict's colour (reproduced/holds: good; partly/inconclusive: mixed; not/does not hold:
+    bad)."""
     text = text.lower()
     if text.startswith(("not reproduced", "does not hold")) or text == "no":
         return "verdict-bad"
-    if text.startswith("partly"):
+    if text.startswith(("partly", "inconclusive")):
         return "verdict-mixed"
     if text.startswith(("reproduced", "holds", "yes")):
         return "verdict-good"
@@ -304,18 +305,39 @@ def show_markdown(text: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ header
+def claims_block(claims: pd.DataFrame, source: str | os.PathLike | None = None) -> str:
+    """The documents' claims (:mod:`memgen.claims`): each with its measured effect, 95% interval, decision and
+    verdict (coloured: holds, inconclusive, does not hold) and the scale it was measured at; a claim on a named
+    table or figure links to it."""
+    shown = claims[["document", "source", "claim", "published", "measured", "lo", "hi", "decision", "verdict",
+                    "scale"]].rename(columns={"measured": "effect", "lo": "95% low", "hi": "95% high"})
+    decimals = pd.Series([3 if d == "LUT" else 2 for d in claims["document"]], index=claims.index)
+    cells = format_cells(shown, row_decimals=decimals)
+    cells["source"] = [f'<a href="#{anchor(f"{d} {s}")}">{c}</a>' if re.fullmatch(r"(Table|Figure) \d+", str(s))
+                       else c for d, s, c in zip(claims["document"], claims["source"], cells["source"])]
+    counts = claims["verdict"].value_counts()
+    caption = ("What the documents claim, each tested on this run: the measured effect with its 95% interval "
+               "(differences paired on one test set where two methods share it), the decision that settles it, and "
+               "the verdict: <i>inconclusive</i> when the interval spans the decision's line. "
+               + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("holds", "does not hold", "inconclusive")) + ".")
+    return table_block(shown, "Claims", caption, source, cells=cells, fold_rows=10 ** 6)
+
+
 def scorecard_block(card: pd.DataFrame, source: str | os.PathLike | None = None) -> str:
-    """The scorecard across the documents: each item links to the table it comes from; difference in the
-    row's unit (percentage points for accuracies), verdict coloured."""
-    shown = card[["document", "item", "published", "measured", "difference", "tolerance", "verdict"]].copy()
+    """The scorecard of levels across the documents: each item links to the table it comes from; difference in
+    the row's unit (percentage points for accuracies), verdict coloured, and the scale each level was measured
+    at."""
+    shown = card[["document", "item", "published", "measured", "difference", "tolerance", "verdict",
+                  "scale"]].copy()
     shown = shown.rename(columns={"tolerance": "tolerance (±)"})
     cells = format_cells(shown, row_decimals=card["decimals"])
     cells["item"] = [f'<a href="#{a}">{item}</a>' for a, item in zip(card["anchor"], cells["item"])]
     cells["difference"] = [c if c == MISSING or c.startswith("-") else f"+{c}" for c in cells["difference"]]
     cells["difference"] = cells["difference"].str.replace("-", "−", regex=False)
-    caption = ("Every published number this run can be compared with, across the three documents: accuracies "
-               "in percent, a group of numbers as its mean (the verdict counts how many are within tolerance); "
-               "each item links to its table.")
+    caption = ("Levels: every published number this run can be compared with, across the three documents: "
+               "accuracies in percent, a group of numbers as its mean (the verdict counts how many are within "
+               "tolerance); each item links to its table. A level measured below the documents' scale is marked "
+               "with the scale it was measured at, not judged as a failed reproduction.")
     return table_block(shown, "Scorecard", caption, source, cells=cells, fold_rows=10 ** 6)
 
 
@@ -359,12 +381,14 @@ def documents_block() -> str:
     return f'<ul class="memgen-documents">{items}</ul>'
 
 
-def show_header(provenance_path, scorecard_path) -> None:
-    """The report's opening: preset, scorecard, provenance and the place of the table of contents."""
+def show_header(provenance_path, claims_path, scorecard_path) -> None:
+    """The report's opening: preset, the documents' claims, the scorecard of levels, provenance and the place of
+    the table of contents."""
     from IPython.display import HTML, display
 
     prov = json.loads(Path(provenance_path).read_text())
     display(HTML(preset_block(prov) + documents_block()))
+    display(HTML(claims_block(pd.read_csv(claims_path), claims_path)))
     display(HTML(scorecard_block(pd.read_csv(scorecard_path), scorecard_path)))
     display(HTML(provenance_block(prov) + CONTENTS_PLACEHOLDER))
 

@@ -1,8 +1,10 @@
 # Included last: every other rules file has registered its report section and benchmarks by now.
 
+from memgen.scorecard import document_scales
+
 REPORT_SECTIONS["runtime"] = {"runtimes": "results/tables/runtimes.csv"}
-REPORT_SECTIONS["intro"].update(scorecard="results/tables/scorecard.csv")
-BENCHMARKS.append("results/benchmarks/scorecard.tsv")
+REPORT_SECTIONS["intro"].update(claims="results/tables/claims.csv", scorecard="results/tables/scorecard.csv")
+BENCHMARKS += ["results/benchmarks/claims.tsv", "results/benchmarks/scorecard.tsv"]
 REPORT_TEMPLATES = [str(ROOT / "reports" / f"{section}.ipynb") for section in REPORT_SECTIONS]
 
 # The studies' tables that hold published numbers, by scorecard input name (a study not configured adds none).
@@ -14,14 +16,45 @@ SCORECARD_INPUTS = {
 }
 
 
+# Every configured study's claims table (memgen.claims), each named by its own rules file.
+CLAIM_TABLES = {
+    "lut": LUT_CLAIMS,
+    "retrieval": RETRIEVAL_CLAIMS,
+    **({"influence": INFLUENCE_CLAIMS} if "influence" in REPORT_SECTIONS and "INFLUENCE_CLAIMS" in globals() else {}),
+}
+
+
+rule claims:
+    """The documents' claims, every study's in one table: measured effect, 95% interval and verdict of each."""
+    input:
+        tables=list(CLAIM_TABLES.values()),
+        code=script_code("claims"),
+    output:
+        report("results/tables/claims.csv", caption="../report/claims.rst", category="Summary"),
+    log:
+        "results/logs/claims.log",
+    benchmark:
+        "results/benchmarks/claims.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=1000,
+    script:
+        "../../src/scripts/claims.py"
+
+
 rule scorecard:
-    """One scorecard across the three documents: published, measured, difference, tolerance and verdict of
-    every published number this run can be compared with."""
+    """One scorecard of levels across the three documents: published, measured, difference, tolerance and verdict
+    of every published number this run can be compared with, and the scale each was measured at."""
     input:
         **SCORECARD_INPUTS,
         code=script_code("scorecard"),
     output:
         report("results/tables/scorecard.csv", caption="../report/scorecard.rst", category="Summary"),
+    params:
+        scales=document_scales(config),
+        preset_scale=config["preset"]["scale"],
     log:
         "results/logs/scorecard.log",
     benchmark:
@@ -57,7 +90,7 @@ rule runtime_table:
 
 rule render_report:
     """Execute each section's notebook (reports/<section>.ipynb) with papermill; join them into one HTML page
-    that opens with the preset, the scorecard and the run's provenance (commit, config, versions, device)."""
+    that opens with the preset, the claims, the scorecard and the run's provenance (commit, config, versions, device)."""
     input:
         templates=REPORT_TEMPLATES,
         code=script_code("render_report", notebooks=REPORT_TEMPLATES),

@@ -20,6 +20,7 @@ from memgen.claims import (Claim, above, below, bootstrap_interval, judge, paire
 from memgen.retrieval.gates import GATES, ORACLE_LABEL
 from memgen.retrieval.stages import method_name
 from memgen.retrieval.tables import ARCH_LABELS, PUBLISHED_TABLE1
+from memgen.scorecard import MEMORY_DOCUMENT_EPOCHS
 from memgen.splits import load_split
 
 DOCUMENT = "Memory"
@@ -37,7 +38,7 @@ ORACLE_REDUCTION_LINE = PUBLISHED_ORACLE_REDUCTION / 2
 # The long tail's rare classes: the three classes with the fewest training examples (30% of CIFAR-10's classes;
 # at imbalance factor 100 they hold 3% of the training set).
 TAIL_CLASSES = 3
-DOCUMENT_SCALE = "document: ResNet-20 trained 200 epochs on the original CIFAR-10 images"
+DOCUMENT_SCALE = f"document: ResNet-20 trained {MEMORY_DOCUMENT_EPOCHS} epochs on the original CIFAR-10 images"
 POINTS = "accuracy difference (points)"
 
 
