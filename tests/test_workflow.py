@@ -19,6 +19,9 @@ import yaml
 from conftest import DATA_ROOT, REPO
 from test_report import visible_text
 
+from memgen.claims import VERDICTS
+from memgen.scorecard import anchor
+
 CHROMIUM = "/usr/bin/chromium"
 PROJECT_FILES = ["Snakefile", "config.yaml", "workflow", "src", "reports", "envs", "tests/smoke"]
 SMOKE = ["--configfile", "tests/smoke/config.yaml"]
@@ -319,15 +322,26 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert (runtimes.seconds > 0).all()
 
 
-def test_smoke_report_opens_with_preset_scorecard_and_provenance(smoke_run):
+def test_smoke_report_opens_with_preset_claims_scorecard_and_provenance(smoke_run):
     html = (smoke_run / "results/report/study.html").read_text()
     text = visible_text(html)
     assert "<title>memgen study report (smoke preset)</title>" in html
     first_section = html.index('<h2 id="Data"')
-    assert html.index("Preset: smoke") < html.index('id="scorecard"') < html.index('id="provenance"') < first_section
+    assert (html.index("Preset: smoke") < html.index('id="claims"') < html.index('id="scorecard"')
+            < html.index('id="provenance"') < first_section)
     assert "not meaningful" in text
+    claims = pd.read_csv(smoke_run / "results/tables/claims.csv")
+    assert set(claims.document) == {"LUT", "Memory", "F&Z"} and set(claims["verdict"]) <= set(VERDICTS)
+    assert (claims["lo"] <= claims["hi"]).all()
+    claims_html = html[html.index('id="claims"'):html.index('id="scorecard"')]
+    assert claims_html.count("<tr>") == len(claims) + 1
+    named = claims[claims["source"].str.fullmatch(r"(Table|Figure) \d+")]
+    for document, source in zip(named["document"], named["source"]):       # a claim's table link has its table
+        assert f'id="{anchor(f"{document} {source}")}"' in html[first_section:], (document, source)
     card = pd.read_csv(smoke_run / "results/tables/scorecard.csv")
     assert set(card.document) == {"LUT", "Memory", "F&Z"} and card["verdict"].notna().all()
+    assert not card["verdict"].str.startswith("not reproduced").any()          # smoke scale: levels are not judged
+    assert card["scale"].notna().all()
     scorecard_html = html[html.index('id="scorecard"'):html.index('id="provenance"')]
     assert scorecard_html.count("<tr>") == len(card) + 1
     for anchor in set(card["anchor"]):                                 # every row links to a table of the page
