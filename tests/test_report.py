@@ -3,6 +3,7 @@ documents, provenance, the table of contents and the offline page."""
 
 import os
 import re
+import subprocess
 
 import nbformat
 import numpy as np
@@ -168,14 +169,41 @@ def test_provenance_pieces(tmp_path):
     a = {"lut": {"k": 4, "precision": "bf16"}, "seed": 0}
     b = {"seed": 0, "lut": {"precision": "bf16", "k": 4}}
     assert report.config_hash(a) == report.config_hash(b) != report.config_hash({**a, "seed": 1})
-    assert report.find_keys({"retrieval": {"train": {"precision": "bf16"}}, "precision_note": 1}, "precision") == {
-        "retrieval.train.precision": "bf16", "precision_note": 1}
-    assert report.git_state(tmp_path) == {"commit": "not a git checkout", "dirty": None}
+    assert report.git_state(tmp_path) == {"commit": "not a git checkout", "dirty": None, "changed": []}
     runtimes = pd.DataFrame({"seconds": [10.0, 5.0], "started": ["2026-01-01 10:00:00", "2026-01-01 10:00:20"],
                              "finished": ["2026-01-01 10:00:10", "2026-01-01 10:01:00"]})
     assert report.end_to_end_seconds(runtimes) == 60.0
     assert report.duration(60.0) == "1 min 00 s" and report.duration(7322) == "2 h 02 min"
     assert report.duration(float("nan")) == "–"
+
+
+def test_dirty_means_a_changed_source_not_a_log_in_the_checkout(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "study.py").write_text("x = 1\n")
+    (tmp_path / "config.yaml").write_text("seed: 0\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    (tmp_path / "run.log").write_text("snakemake's output, kept by the user\n")
+    assert report.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "src" / "new_learner.py").write_text("y = 2\n")
+    assert report.git_state(tmp_path) == {**report.git_state(tmp_path), "dirty": True,
+                                          "changed": ["src/new_learner.py"]}
+    (tmp_path / "src" / "new_learner.py").unlink()
+    (tmp_path / "config.yaml").write_text("seed: 1\n")
+    assert report.git_state(tmp_path)["changed"] == ["config.yaml"]
+
+
+@pytest.mark.parametrize("setting, native, used", [("auto", "1", "fp32"), ("fp32", "", "fp32"), ("bf16", "1", "bf16")])
+def test_provenance_records_the_precision_the_run_resolved(setting, native, used, monkeypatch, tmp_path):
+    monkeypatch.setenv("MEMGEN_NO_NATIVE_BF16", native)
+    runtimes = pd.DataFrame({"seconds": [1.0], "started": ["2026-01-01 10:00:00"], "finished": ["2026-01-01 10:00:01"]})
+    prov = report.provenance({"precision": setting}, runtimes, tmp_path, "cpu")
+    assert prov["precision"] == {"config": setting, "used": used}
+    assert f"{used} (config: {setting})" in report.provenance_block(prov)
 
 
 def test_runtime_table_dates_jobs_from_their_benchmark_files(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memgen.runtime import atomic_path
+from memgen.runtime import atomic_path, resolve_precision
 from memgen.scorecard import DOCUMENTS, anchor
 
 RESULTS = Path("results")
@@ -88,33 +88,27 @@ def package_version(name: str) -> str:
     return "not installed"
 
 
+# What a run's results are made from; a file elsewhere in the checkout (a shell's log, notes) changes no result.
+RESULT_SOURCES = ("Snakefile", "config.yaml", "pyproject.toml", "envs", "reports", "src", "workflow", "tests/smoke")
+
+
 def git_state(root: str | os.PathLike) -> dict:
-    """The commit of the checkout at ``root`` and whether tracked or untracked files differ from it."""
+    """The commit of the checkout at ``root``, and the files among ``RESULT_SOURCES`` that differ from it
+    (modified or untracked, not ignored): ``dirty`` is whether there are any."""
     def git(*args):
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
 
     head = git("rev-parse", "HEAD")
     if head.returncode != 0:
-        return {"commit": "not a git checkout", "dirty": None}
-    status = git("status", "--porcelain")
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+        return {"commit": "not a git checkout", "dirty": None, "changed": []}
+    status = git("status", "--porcelain", "--untracked-files=all", "--", *RESULT_SOURCES)
+    changed = [line[3:] for line in status.stdout.splitlines()]
+    return {"commit": head.stdout.strip(), "dirty": bool(changed), "changed": changed}
 
 
 def config_hash(config: dict) -> str:
     """A short hash of the whole configuration (key order does not matter)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def find_keys(config, word: str, prefix: str = "") -> dict:
-    """Every config entry whose key contains ``word`` (e.g. ``precision``), by its dotted path."""
-    found = {}
-    if isinstance(config, dict):
-        for key, value in config.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if word in str(key) and not isinstance(value, dict):
-                found[path] = value
-            found.update(find_keys(value, word, path))
-    return found
 
 
 def provenance(config: dict, runtimes: pd.DataFrame, root: str | os.PathLike, device: str) -> dict:
@@ -124,7 +118,8 @@ def provenance(config: dict, runtimes: pd.DataFrame, root: str | os.PathLike, de
             **git_state(root), "config_hash": config_hash(config), "config": config,
             "versions": {name: package_version(name) for name in VERSION_PACKAGES},
             "device": {"config": config.get("device", "auto"), "used": device},
-            "precision": find_keys(config, "precision"),
+            "precision": {"config": config.get("precision", "auto"),
+                          "used": resolve_precision(config.get("precision", "auto"), device)},
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "wall_time_s": end_to_end_seconds(runtimes), "job_time_s": float(runtimes["seconds"].sum()),
             "jobs": int(len(runtimes))}
@@ -360,9 +355,11 @@ def provenance_block(prov: dict) -> str:
 
     commit = prov["commit"]
     if prov.get("dirty") is not None:
-        commit = f"{commit[:12]} ({'with uncommitted changes' if prov['dirty'] else 'clean'})"
+        changed = prov.get("changed", [])
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        commit = f"{commit[:12]} ({f'with uncommitted changes: {shown}' if prov['dirty'] else 'clean'})"
     device = prov["device"]
-    precision = "; ".join(f"{k}: {v}" for k, v in prov["precision"].items()) or "not configured (float32)"
+    precision = f"{prov['precision']['used']} (config: {prov['precision']['config']})"
     rows = [("commit", commit), ("config", f"hash {prov['config_hash']}"),
             ("versions", ", ".join(f"{k} {v}" for k, v in prov["versions"].items())),
             ("device", f"{device['used']} (config: {device['config']})"), ("precision", precision),
