@@ -12,7 +12,7 @@ Run after the data and splits exist (``snakemake --cores 2 results/splits/cifar1
 
 Trials run one after another with ``--threads`` each; pass ``--trial`` once per run, as comma-separated
 ``key=value`` overrides of the baseline (``base`` = no override). The measured trials, and the commands that
-produced them, are in README.md, "Backbone recipe trials".
+produced them, are in docs/backbone-recipes.md.
 """
 
 from __future__ import annotations
