@@ -82,12 +82,38 @@ def mirror(data_root, tmp_path_factory):
     return root
 
 
+# Where a run may write in the project: its outputs, downloads, Snakemake's state and Python's bytecode caches.
+RUN_WRITES = ("results/", "resources/", ".snakemake/")
+
+
+def project_files(root) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
 @pytest.fixture(scope="module")
 def smoke_run(project, mirror):
+    before = project_files(project)
     code, out = snakemake("all", "--workflow-profile", "workflow/profiles/local-cluster", *SMOKE,
                           "--config", f"data_root={mirror}", cwd=project)
     assert code == 0, out[-5000:]
+    (project / RUN_WRITES[2] / "files_before_the_smoke_run.json").write_text(json.dumps(before))
+    (project / RUN_WRITES[2] / "smoke_run.log").write_text(out)
     return project
+
+
+def test_a_cluster_run_says_its_precision_and_job_time_at_start(smoke_run):
+    out = (smoke_run / RUN_WRITES[2] / "smoke_run.log").read_text()
+    assert re.search(r"memgen: precision auto -> (bf16|fp32) .*; jobs on the cluster's nodes", out), out[:3000]
+    assert re.search(r"memgen: \d+ jobs to run, job time summed", out), out[:3000]
+
+
+def test_a_run_writes_only_results_resources_and_snakemake_state(smoke_run):
+    before = json.loads((smoke_run / RUN_WRITES[2] / "files_before_the_smoke_run.json").read_text())
+    after = project_files(smoke_run)
+    written = sorted(f for f, mtime in after.items() if before.get(f) != mtime)
+    assert written and all(f.startswith(RUN_WRITES) for f in written), \
+        [f for f in written if not f.startswith(RUN_WRITES)]
 
 
 def test_lint_is_clean():
