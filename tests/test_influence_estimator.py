@@ -306,24 +306,60 @@ def test_chance_probability_is_the_permutation_null():
     for theta in (0.1, 0.25, 0.5):
         p = mz.chance_probability([9], [n_in], t, theta)[0]
         assert p == pytest.approx(np.mean(np.array(mems) >= theta - 1e-9), abs=0.01)
-        p_lo = mz.chance_probability([9], [n_in], t, -0.2, level=0.95)[0]
-        assert p_lo == pytest.approx(np.mean(np.array(los) >= -0.2 - 1e-9), abs=0.01)
+    lower = []
+    for theta in (-0.5, -0.2, 0.0):                # lower ends of this tiny study reach these thresholds
+        p_lo = mz.chance_probability([9], [n_in], t, theta, level=0.95)[0]
+        assert p_lo == pytest.approx(np.mean(np.array(los) >= theta - 1e-9), abs=0.01)
+        lower.append(p_lo)
+    assert len(set(np.round(lower, 4))) == len(lower) and lower[0] > 0.5   # each threshold its own probability
 
 
 def test_t_for_precision_is_measured_from_the_estimate(tmp_path):
-    """The t predicted from 16 models gives about the requested precision when that many models are run."""
+    """The t predicted from 16 models for a 95% interval of half-width <= 0.15 at the threshold 0.25 on 90% of the
+    examples gives that precision when that many models are run on examples whose mem sits at the threshold."""
     n = 1500
-    p = np.random.default_rng(2).uniform(0.5, 1.0, n)
-    learner = SyntheticLearner(p, p, np.full(5, 0.5))
-    _, _, small = run(learner, tmp_path, t=16, shard_size=16, name="small", influence=False, precision=(0.1, 0.9))
-    need = small.t_for_precision(0.1, 0.9)
+    p_out = np.random.default_rng(2).uniform(0.3, 0.7, n)
+    learner = SyntheticLearner(p_out + 0.25, p_out, np.full(5, 0.5))
+    _, _, small = run(learner, tmp_path, t=16, shard_size=16, name="small", influence=False, precision=(0.15, 0.9))
+    need = small.t_for_precision(0.25, 0.15, 0.9)
     conv = small.convergence.query("score == 'correct'")
     assert conv["t_for_precision"].iloc[-1] == need and conv["t_for_precision"].notna().all()
-    # true need: the 90% quantile of p(1 - p) (1/0.7 + 1/0.3) / 0.1^2 over p ~ U(0.5, 1)
-    truth = 0.55 * 0.45 * (1 / 0.7 + 1 / 0.3) / 0.01
-    assert 0.7 * truth < need < 1.4 * truth
     _, _, big = run(learner, tmp_path, t=int(need), shard_size=int(need), name="big", influence=False)
-    assert np.mean(big.mem_se <= 0.1) > 0.8
+    assert np.quantile((big.mem_hi - big.mem_lo) / 2, 0.9) == pytest.approx(0.15, rel=0.05)
+    _, _, short = run(learner, tmp_path, t=int(need) // 2, shard_size=int(need) // 2, name="short", influence=False)
+    assert np.quantile((short.mem_hi - short.mem_lo) / 2, 0.9) > 0.19   # half the models: ~sqrt(2) wider
+
+
+def test_t_for_precision_grows_with_the_precision_asked_and_is_not_capped():
+    """Halving the half-width asks about four times the models, past the 477 at which an SE target of 0.05 stopped
+    for a 0.7 ratio whatever the data; a wider share of examples asks more too."""
+    k_out, n_out = np.full(200, 15), np.full(200, 30)          # held-out accuracy 1/2: the widest intervals
+    need = {w: mz.t_for_precision(k_out, n_out, 0.7, 0.25, w, 0.95) for w in (0.2, 0.1, 0.05, 0.025)}
+    assert need[0.2] < need[0.1] < need[0.05] < need[0.025]
+    assert need[0.05] > 477 and 3.5 < need[0.05] / need[0.1] < 4.5 and need[0.025] > 5000
+    mixed = np.r_[np.full(100, 29), np.full(100, 15)]          # half the examples nearly always right out of subset
+    assert mz.t_for_precision(mixed, n_out, 0.7, 0.25, 0.1, 0.4) < mz.t_for_precision(mixed, n_out, 0.7, 0.25, 0.1, 0.9)
+
+
+def test_false_discoveries_of_a_count_are_estimated_where_the_chance_null_sees_none(tmp_path):
+    """A learner with known mem: 1,000 examples spread between 0 and the threshold 0.25, 300 well above it, 700 at
+    0.  At t = 64 the point count of mem >= 0.25 holds ~200 examples whose true mem is below 0.25; the count
+    expected if nothing were memorized misses most of them (a null that cannot fail), the false-discovery estimate
+    finds them within its own error, and so for the few of the lower-bound count."""
+    rng = np.random.default_rng(4)
+    mem = np.r_[rng.uniform(0.0, 0.25, 1000), rng.uniform(0.4, 0.9, 300), np.zeros(700)]
+    p_in = rng.uniform(np.maximum(mem, 0.6), 1.0)
+    learner = SyntheticLearner(p_in, p_in - mem, np.full(5, 0.5))
+    _, _, est = run(learner, tmp_path, t=64, shard_size=64, influence=False)
+    c = est.threshold_counts([0.25]).iloc[0]
+    counted, counted_lower = est.mem >= 0.25 - 1e-9, est.mem_lo >= 0.25 - 1e-9
+    true_false = int(np.sum(counted & (mem < 0.25)))
+    assert c["count"] == counted.sum() and true_false > 100
+    assert c["chance_count"] < 0.25 * true_false                             # the old null: blind to most
+    assert abs(c["false_count"] - true_false) < 3 * c["false_count_sd"]
+    true_false_lower = int(np.sum(counted_lower & (mem < 0.25)))
+    assert true_false_lower <= 0.05 * counted_lower.sum()
+    assert abs(c["false_count_lower"] - true_false_lower) < 3 * c["false_count_lower_sd"]
 
 
 def test_top_influencers_never_name_a_missing_example(tmp_path):
@@ -347,9 +383,9 @@ def test_removal_experiment_drops_memorized_examples():
     learner = SyntheticLearner(np.ones(n), np.ones(n), np.full(n_test, 0.4), effects)
     df = mz.removal_experiment(learner, mem, thetas=[0.5, 0.9], trials=4, seed=0, show_progress=False)
     assert len(df) == 2 * 2 * 4
-    s = mz.summarize_removal(df, representation_retrained=True, seeded_trials=False).set_index(["theta", "kind"])
-    assert s.loc[(0.5, "memorized"), "spread"] == "zero by construction"
-    assert s.loc[(0.5, "random"), "spread"] == "measured" and s["representation_retrained"].all()
+    s = mz.summarize_removal(df, representation_retrained=True, seeded_trials=True).set_index(["theta", "kind"])
+    assert (s["spread"] == "measured").all() and s["representation_retrained"].all()
+    assert s.loc[(0.5, "memorized"), "test_acc_std"] > 0                 # the same set removed, other model seeds
     assert s.loc[(0.5, "memorized"), "n_removed"] == 50 and s.loc[(0.5, "memorized"), "frac_remaining"] == 0.5
     assert s.loc[(0.9, "memorized"), "n_removed"] == 0
     # removing the helpful examples costs all their +0.5; random removal costs about half of it
@@ -357,6 +393,15 @@ def test_removal_experiment_drops_memorized_examples():
     assert s.loc[(0.5, "random"), "test_acc_mean"] > 0.55
     assert s.loc[(0.5, "random"), "test_acc_std"] > 0
     assert s.loc[(0.9, "memorized"), "test_acc_mean"] > 0.8
+    # per threshold, memorized minus random in points with a Welch interval from the 4 trials of each kind
+    d = mz.removal_difference(df).set_index("theta")
+    at = df[df.theta == 0.5]
+    mem_acc, rand_acc = (100 * at.loc[at.kind == k, "test_acc"].to_numpy() for k in ("memorized", "random"))
+    assert d.loc[0.5, "difference"] == pytest.approx(mem_acc.mean() - rand_acc.mean())
+    assert d.loc[0.5, "hi"] < 0 and d.loc[0.5, "lo"] < d.loc[0.5, "difference"] < d.loc[0.5, "hi"]
+    assert d.loc[0.9, "n_removed"] == 0 and d.loc[0.9, "lo"] <= 0 <= d.loc[0.9, "hi"]   # same data: no effect
+    one = mz.removal_difference(df[df.trial == 0]).set_index("theta")
+    assert np.isnan(one.loc[0.5, "lo"]) and one.loc[0.5, "trials"] == 1    # one trial: no interval
 
 
 def test_influence_examples_for_figure_4():

@@ -145,10 +145,12 @@ def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, output
     """Memorization, held-out accuracy and influence from the study's shards; writes ``outputs``
     (scores_csv, scores_npz, pairs, influencers, convergence, summary) and returns the summary.
 
-    The summary gives the count of ``mem >= 0.25`` three ways (point, lower end of the interval,
-    chance level at this t) and the t needed for ``precision`` (``se``, ``fraction``), and the arithmetic the
-    shards' models trained in (``training_precision``: the same ``device`` and config ``precision`` settings)."""
-    target = (float(precision["se"]), float(precision["fraction"]))
+    The summary gives the count of ``mem >= 0.25`` two ways (point, lower end of the interval), each with the
+    expected number of false discoveries among it and the count expected if nothing were memorized, the t needed
+    for ``precision`` (``half_width`` of the 95% interval at 0.25 for a ``fraction`` of the examples), and the
+    arithmetic the shards' models trained in (``training_precision``: the same ``device`` and config
+    ``precision`` settings)."""
+    target = (float(precision["half_width"]), float(precision["fraction"]))
     est = estimate(list(shard_paths), t=int(study["t"]), infl_threshold=influence["threshold"],
                    mem_threshold=influence["mem_threshold"], top_k=influence["top_k"],
                    influence_rows=influence["rows"], precision=target, device=resolve_device(device),
@@ -168,13 +170,15 @@ def estimate_stage(name: str, study: dict, task: Task, shard_paths: list, output
         "seed": est.spec.seed, "n_train": est.spec.n_train, "n_test": est.spec.n_test,
         "test_acc_mean": float(np.mean(est.model_test_acc)), "test_acc_std": float(np.std(est.model_test_acc)),
         "n_mem_ge_0.25": int(counts["count"]), "n_mem_lower_ge_0.25": int(counts["count_lower"]),
+        "false_n_mem_ge_0.25": float(counts["false_count"]),
+        "false_n_mem_lower_ge_0.25": float(counts["false_count_lower"]),
         "chance_n_mem_ge_0.25": float(counts["chance_count"]),
         "chance_n_mem_lower_ge_0.25": float(counts["chance_count_lower"]),
         "n_mem_prob_ge_0.25": int(np.sum(prob >= MEM_THETA)),
         "mean_mem": float(np.nanmean(est.mem)), "median_mem_se": float(np.nanmedian(est.mem_se)),
         "median_mem_interval_width": float(np.nanmedian(est.mem_hi - est.mem_lo)),
-        "precision_se": target[0], "precision_fraction": target[1],
-        "t_for_precision": est.t_for_precision(*target),
+        "precision_half_width": target[0], "precision_fraction": target[1],
+        "t_for_precision": est.t_for_precision(MEM_THETA, *target),
         "n_pairs": int(len(est.pairs)) if est.pairs is not None else 0,
         "timings_s": est.timings,
     }

@@ -40,22 +40,27 @@ def load_mem(scores_npz) -> np.ndarray:
 
 
 def study_counts(scores_npz, thetas) -> pd.DataFrame:
-    """Point, lower-bound and chance counts above each theta from a study's scores.npz."""
+    """Point and lower-bound counts above each theta from a study's scores.npz, with their expected false
+    discoveries and the counts expected if nothing were memorized (:func:`threshold_counts`)."""
     with np.load(scores_npz) as z:
-        return threshold_counts(z["mem"], z["mem_lo"], z["n_correct"], z["n_in"], int(z["t"]), thetas)
+        k_in = np.rint(z["in_acc"] * z["n_in"])
+        return threshold_counts(z["mem"], z["mem_lo"], k_in, z["n_in"], z["n_correct"], int(z["t"]), thetas)
 
 
 def summary_table(summaries: pd.DataFrame, counts: dict) -> pd.DataFrame:
-    """The per-study summary with, per theta, ``count_mem_ge_{theta}`` (point count),
-    ``lower_mem_ge_{theta}`` (examples whose interval's lower end clears theta: the reliable count) and
-    ``chance_mem_ge_{theta}`` (the point count expected by chance at the study's t)."""
+    """The per-study summary with, per theta, ``count_mem_ge_{theta}`` (point count) and
+    ``false_mem_ge_{theta}`` (the expected number of them whose true mem is below theta), ``lower_mem_ge_{theta}``
+    (examples whose interval's lower end clears theta: the reliable count) and ``false_lower_mem_ge_{theta}``,
+    and ``chance_mem_ge_{theta}`` (the point count expected if no example were memorized, at the study's t)."""
     wide = []
     for study, c in counts.items():
         row = {"study": study}
         for _, r in c.iterrows():
             th = f"{r['theta']:g}"
             row[f"count_mem_ge_{th}"] = int(r["count"])
+            row[f"false_mem_ge_{th}"] = round(float(r["false_count"]), 1)
             row[f"lower_mem_ge_{th}"] = int(r["count_lower"])
+            row[f"false_lower_mem_ge_{th}"] = round(float(r["false_count_lower"]), 1)
             row[f"chance_mem_ge_{th}"] = round(float(r["chance_count"]), 1)
         wide.append(row)
     wide = pd.DataFrame(wide)
@@ -77,11 +82,30 @@ def same_algorithm(a: dict, b: dict) -> bool:
 
 
 def _subsets(scores_npz) -> tuple[int, float, int]:
+    """(seed, ratio, t) of a study's estimate: its subsets and its number of models."""
     with np.load(scores_npz) as z:
-        return int(z["seed"]), float(z["ratio"]), len(z["mem"])
+        return int(z["seed"]), float(z["ratio"]), int(z["t"])
 
 
 FLOOR_COLUMNS = ("D_mem", "J_mem", "J_infl", "D_infl_common")
+
+
+def worse(column: str, a, b):
+    """The noisier of two floors of one quantity: the larger difference ``D_*``, the smaller overlap ``J_*``
+    (NaN when either is missing: a floor is never borrowed from another algorithm)."""
+    return np.maximum(a, b) if column.startswith("D_") else np.minimum(a, b)
+
+
+def floor_pair(side: str, pairs_of_studies, studies: dict, runs: dict):
+    """The noise floor of one side of a consistency pair: a configured pair of two independent runs (subsets
+    not shared) of that side's algorithm on its task, both at its t (the pair holding the side itself first);
+    None when no such pair is configured.  ``runs`` maps a study to its ``(seed, ratio, t)``."""
+    def floor_of_side(x, y):
+        return (same_algorithm(studies[x], studies[y]) and same_algorithm(studies[x], studies[side])
+                and runs[x][:2] != runs[y][:2] and runs[x][2] == runs[y][2] == runs[side][2])
+    found = [(x, y) for x, y in pairs_of_studies if floor_of_side(x, y)]
+    found.sort(key=lambda pair: side not in pair)
+    return found[0] if found else None
 
 
 def consistency_table(pairs_of_studies, scores: dict, pair_csvs: dict, thetas, infl_thetas,
@@ -91,10 +115,13 @@ def consistency_table(pairs_of_studies, scores: dict, pair_csvs: dict, thetas, i
 
     ``shared_subsets`` says whether the two studies trained on the same subsets (same seed and ratio,
     read from their scores): their noise is then correlated, which raises J and lowers D.  Every row
-    also shows the noise floor: the same quantity between two independent runs (subsets not shared)
-    of one algorithm on the same task (``floor_a`` / ``floor_b``, a configured pair; empty when none is
-    configured) -- a cross-study number at its floor is as consistent as the estimator can show."""
+    also shows the noise floor of each side: the same quantity between two independent runs of that side's
+    algorithm on the same task at its t (``floor_a`` / ``floor_b``: the configured pair ``x vs y``, with
+    ``{quantity}_floor_a`` / ``_floor_b``), and ``{quantity}_floor``, the worse of the two (:func:`worse`) that
+    a cross-study number is judged against; ``floor_note`` names a side without such a pair (its floor is left
+    empty, never borrowed from another algorithm or t)."""
     frames = []
+    runs = {name: _subsets(scores[name]) for pair in pairs_of_studies for name in pair}
     for a, b in pairs_of_studies:
         ma, mb = load_mem(scores[a]), load_mem(scores[b])
         if ma.shape != mb.shape:
@@ -103,33 +130,31 @@ def consistency_table(pairs_of_studies, scores: dict, pair_csvs: dict, thetas, i
         m = consistency_mem(ma, mb, thetas).assign(kind="mem")
         pa, pb = pd.read_csv(pair_csvs[a]), pd.read_csv(pair_csvs[b])
         i = consistency_infl(pa, pb, infl_thetas).assign(kind="infl")
-        (seed_a, ratio_a, _), (seed_b, ratio_b, _) = _subsets(scores[a]), _subsets(scores[b])
         frames.append(pd.concat([m, i], ignore_index=True).assign(
-            a=a, b=b, seed_a=seed_a, seed_b=seed_b, shared_subsets=(seed_a, ratio_a) == (seed_b, ratio_b),
-            same_algorithm=same_algorithm(studies[a], studies[b])))
-    cols = ["a", "b", "seed_a", "seed_b", "shared_subsets", "same_algorithm", "kind", "theta", "n_a", "n_b",
-            "n_union", "D_mem", "J_mem", "J_infl", "D_infl_common", "floor_a", "floor_b"] + \
-        [f"{c}_floor" for c in FLOOR_COLUMNS]
+            a=a, b=b, seed_a=runs[a][0], seed_b=runs[b][0], t_a=runs[a][2], t_b=runs[b][2],
+            shared_subsets=runs[a][:2] == runs[b][:2], same_algorithm=same_algorithm(studies[a], studies[b])))
+    cols = ["a", "b", "seed_a", "seed_b", "t_a", "t_b", "shared_subsets", "same_algorithm", "kind", "theta", "n_a",
+            "n_b", "n_union", "D_mem", "J_mem", "J_infl", "D_infl_common", "floor_a", "floor_b"] + \
+        [f"{c}_floor{side}" for c in FLOOR_COLUMNS for side in ("_a", "_b", "")] + ["floor_note"]
     if not frames:
         return pd.DataFrame(columns=cols)
     df = pd.concat(frames, ignore_index=True)
-    df["floor_a"], df["floor_b"] = "", ""
-    for c in FLOOR_COLUMNS:
-        df[f"{c}_floor"] = np.nan
+    by_pair = df.set_index(["a", "b", "kind", "theta"])
     for (a, b), frame in zip(pairs_of_studies, frames):
-        task = (studies[a]["dataset"], studies[a]["split"])
-        floors = [(x, y) for (x, y), f in zip(pairs_of_studies, frames)
-                  if f["same_algorithm"].iloc[0] and not f["shared_subsets"].iloc[0]
-                  and (studies[x]["dataset"], studies[x]["split"]) == task]
-        if not floors:
-            continue
-        fa, fb = floors[0]
-        floor = df[(df.a == fa) & (df.b == fb)].set_index(["kind", "theta"])
         rows = (df.a == a) & (df.b == b)
-        df.loc[rows, "floor_a"], df.loc[rows, "floor_b"] = fa, fb
         keys = list(zip(df.loc[rows, "kind"], df.loc[rows, "theta"]))
-        for c in FLOOR_COLUMNS:
-            df.loc[rows, f"{c}_floor"] = [floor[c].get(k, np.nan) for k in keys]
+        notes = []
+        for side, name in (("a", a), ("b", b)):
+            pair = floor_pair(name, pairs_of_studies, studies, runs)
+            df.loc[rows, f"floor_{side}"] = f"{pair[0]} vs {pair[1]}" if pair else ""
+            if pair is None:
+                notes.append(f"no independent same-algorithm pair of {name} at t = {runs[name][2]} configured")
+            for c in FLOOR_COLUMNS:
+                df.loc[rows, f"{c}_floor_{side}"] = [by_pair[c].get((*pair, *k), np.nan) for k in keys] \
+                    if pair else np.nan
+        df.loc[rows, "floor_note"] = "; ".join(notes)
+    for c in FLOOR_COLUMNS:
+        df[f"{c}_floor"] = worse(c, df[f"{c}_floor_a"].astype(float), df[f"{c}_floor_b"].astype(float))
     return df.reindex(columns=cols)
 
 
@@ -147,14 +172,15 @@ def last_layer_table(summaries: pd.DataFrame, linear: str | None, network: str |
         "test accuracy, linear models on 70% (%)": get(linear, "test_acc_mean", 100),
         "test accuracy, backbone trained on 100% (%)": np.nan if backbone is None else 100 * backbone,
         "test accuracy, full networks on 70% (%)": get(network, "test_acc_mean", 100),
-        # the examples whose 95% interval clears 0.25: a point count at small t is mostly chance
+        # the examples whose 95% interval clears 0.25: a point count at small t holds many false discoveries
         "examples with mem >= 0.25, linear models": get(linear, "n_mem_lower_ge_0.25"),
         "examples with mem >= 0.25, full networks": get(network, "n_mem_lower_ge_0.25"),
     }
 
     def count_note(study):
-        return (f"study {study}: 95% interval above 0.25 (point count {get(study, 'n_mem_ge_0.25'):.0f}, "
-                f"{get(study, 'chance_n_mem_ge_0.25'):.0f} of them expected by chance)")
+        return (f"study {study}: 95% interval above 0.25, {get(study, 'false_n_mem_lower_ge_0.25'):.1f} of them "
+                f"expected false (point count {get(study, 'n_mem_ge_0.25'):.0f}, "
+                f"{get(study, 'false_n_mem_ge_0.25'):.0f} of them expected false)")
 
     notes = {
         "test accuracy, backbone trained on 100% (%)": "the memory study's backbone of the same split",

@@ -19,18 +19,18 @@ concern; the names below are the estimator's public API.
 from memgen.influence.estimator.consistency import consistency_infl, consistency_mem
 from memgen.influence.estimator.estimation import SCORE_KINDS, Estimate, estimate
 from memgen.influence.estimator.influence import influence_blocks, influence_examples
-from memgen.influence.estimator.intervals import (LEVEL, PRECISION, chance_probability, interval_se,
-                                                  jeffreys_interval, mem_interval, t_for_precision,
-                                                  threshold_counts)
-from memgen.influence.estimator.removal import removal_experiment, summarize_removal
+from memgen.influence.estimator.intervals import (LEVEL, below_probability, chance_probability,
+                                                  false_discoveries, interval_se, jeffreys_interval, mem_interval,
+                                                  mem_posterior, t_for_precision, threshold_counts)
+from memgen.influence.estimator.removal import removal_difference, removal_experiment, summarize_removal
 from memgen.influence.estimator.shards import (ShardError, ShardSpec, check_shard, collect_shards, labels_digest,
                                                model_seed, run_shard, shard_path, shard_ranges, study_seed,
                                                subset_indices, subset_size)
 from memgen.influence.estimator.summaries import mem_histogram, most_memorized
 
-__all__ = ["LEVEL", "PRECISION", "SCORE_KINDS", "Estimate", "ShardError", "ShardSpec", "chance_probability",
-           "check_shard", "collect_shards", "consistency_infl", "consistency_mem", "estimate", "influence_blocks",
-           "influence_examples", "interval_se", "jeffreys_interval", "labels_digest", "mem_histogram",
-           "mem_interval", "model_seed", "most_memorized", "removal_experiment", "run_shard", "shard_path",
-           "shard_ranges", "study_seed", "subset_indices", "subset_size", "summarize_removal", "t_for_precision",
-           "threshold_counts"]
+__all__ = ["LEVEL", "SCORE_KINDS", "Estimate", "ShardError", "ShardSpec", "below_probability", "chance_probability",
+           "check_shard", "collect_shards", "consistency_infl", "consistency_mem", "estimate", "false_discoveries",
+           "influence_blocks", "influence_examples", "interval_se", "jeffreys_interval", "labels_digest",
+           "mem_histogram", "mem_interval", "mem_posterior", "model_seed", "most_memorized", "removal_difference",
+           "removal_experiment", "run_shard", "shard_path", "shard_ranges", "study_seed", "subset_indices",
+           "subset_size", "summarize_removal", "t_for_precision", "threshold_counts"]

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from memgen.influence.estimator.influence import influence_blocks
-from memgen.influence.estimator.intervals import (PRECISION, interval_se, jeffreys_interval, mem_interval,
-                                                  t_for_precision, threshold_counts)
+from memgen.influence.estimator.intervals import (interval_se, jeffreys_interval, mem_interval, t_for_precision,
+                                                  threshold_counts)
 from memgen.influence.estimator.shards import ShardSpec, collect_shards, labels_digest, read_rows
 from memgen.runtime import atomic_path, progress
 
@@ -140,17 +140,22 @@ class Estimate:
         """Number of the ``t`` models correct on each training example."""
         return self.stats["correct"]["n_correct"]
 
-    def threshold_counts(self, thetas: Sequence[float]) -> pd.DataFrame:
-        """Point, lower-bound and chance counts above each ``theta`` (:func:`threshold_counts`)."""
-        return threshold_counts(self.mem, self.mem_lo, self.n_correct, self.n_in, self.t, thetas)
+    @property
+    def k_in(self) -> np.ndarray:
+        """Number of the models trained on each example that are correct on it."""
+        return np.rint(self.stats["correct"]["in_mean"] * self.n_in)
 
-    def t_for_precision(self, target_se: float = PRECISION[0], fraction: float = PRECISION[1]) -> float:
-        """Models needed for ``fraction`` of the examples to have SE(mem) <= ``target_se``, from all
-        ``t`` models (:func:`t_for_precision`; the convergence table has it at every checkpoint)."""
-        c = self.stats["correct"]
-        k_in = np.rint(c["in_mean"] * self.n_in)
-        return t_for_precision(k_in, self.n_in, self.n_correct - k_in, self.t - self.n_in, self.spec.ratio,
-                               target_se, fraction)
+    def threshold_counts(self, thetas: Sequence[float]) -> pd.DataFrame:
+        """Point and lower-bound counts above each ``theta``, their expected false discoveries and the counts
+        expected if nothing were memorized (:func:`threshold_counts`)."""
+        return threshold_counts(self.mem, self.mem_lo, self.k_in, self.n_in, self.n_correct, self.t, thetas)
+
+    def t_for_precision(self, theta: float, half_width: float, fraction: float) -> float:
+        """Models needed for ``fraction`` of the examples to have a 95% interval of ``mem`` no wider than
+        ``half_width`` on each side at the threshold ``theta``, from all ``t`` models (:func:`t_for_precision`;
+        the convergence table has it at every checkpoint)."""
+        return t_for_precision(self.n_correct - self.k_in, self.t - self.n_in, self.spec.ratio, theta, half_width,
+                               fraction)
 
     @property
     def heldout(self) -> np.ndarray:
@@ -258,7 +263,7 @@ def estimate(paths: Sequence, spec: ShardSpec | None = None, *, t: int | None = 
              kinds: Sequence[str] = SCORE_KINDS, influence: bool = True, infl_score: str = "correct",
              infl_threshold: float = 0.15, mem_threshold: float = 0.25, top_k: int = 4,
              checkpoints: Sequence[int] | None = None, block_size: int = 1024, device: str = "cpu",
-             influence_rows: str = "all", precision: tuple[float, float] = PRECISION,
+             influence_rows: str = "all", precision: tuple[float, float] | None = None,
              train_index=None, test_index=None, y_train=None, y_test=None,
              show_progress: bool = True) -> Estimate:
     """Estimate memorization, held-out accuracy and influence from the shards of models ``0..t-1``.
@@ -270,8 +275,9 @@ def estimate(paths: Sequence, spec: ShardSpec | None = None, *, t: int | None = 
     influencers (among all training examples, or with ``influence_rows="memorized"`` among the
     memorized ones only: same pairs, far less work).  ``checkpoints``: the ``t`` values at which the
     estimates are also reported (convergence); default 4, 8, 16, ..., t.  ``precision``
-    ``(target_se, fraction)``: the convergence table's ``t_for_precision`` is the number of models
-    needed for ``fraction`` of the examples to reach ``SE(mem) <= target_se`` (:func:`t_for_precision`).
+    ``(half_width, fraction)``, when given: the convergence table's ``t_for_precision`` is the number of models
+    needed for ``fraction`` of the examples to have a 95% interval of ``mem`` no wider than ``half_width`` on each
+    side at ``mem_threshold`` (:func:`t_for_precision`).
 
     Every 0/1 estimate also gets a 95% interval that never has width 0 (Jeffreys intervals of the two
     accuracies, combined for ``mem``: :func:`mem_interval`); :meth:`Estimate.threshold_counts` gives
@@ -342,9 +348,10 @@ def estimate(paths: Sequence, spec: ShardSpec | None = None, *, t: int | None = 
                         ci_se = interval_se(st["lo"], st["hi"])
                         row["interval_se_q95"] = float(np.nanquantile(ci_se, 0.95)) if np.isfinite(ci_se).any() \
                             else np.nan
-                        k_in = np.rint(st["in_mean"] * st["n_in"])
-                        row["t_for_precision"] = t_for_precision(
-                            k_in, st["n_in"], st["n_correct"] - k_in, done - st["n_in"], spec.ratio, *precision)
+                        if precision is not None:
+                            k_in = np.rint(st["in_mean"] * st["n_in"])
+                            row["t_for_precision"] = t_for_precision(
+                                st["n_correct"] - k_in, done - st["n_in"], spec.ratio, mem_threshold, *precision)
                     conv_rows.append(row)
     stats = {kind: accs[kind].stats(binary=kind == "correct") for kind in kinds}
     n_in = stats["correct"].pop("n_in")

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from memgen.claims import trials_difference
 from memgen.influence.estimator.shards import model_seed
 from memgen.runtime import progress
 
@@ -73,3 +74,19 @@ def summarize_removal(df: pd.DataFrame, *, representation_retrained: bool, seede
     fixed = (out["kind"] == "memorized") & (not seeded_trials)
     out["spread"] = np.where(out["trials"] < 2, "one trial", np.where(fixed, "zero by construction", "measured"))
     return out
+
+
+def removal_difference(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per threshold, test accuracy after removing the memorized examples minus after removing as many random
+    ones, in points, with a ``level`` interval from the trials (:func:`memgen.claims.trials_difference`, Welch);
+    NaN interval with fewer than 2 trials of a kind.  ``df`` as from :func:`removal_experiment`."""
+    rows = []
+    for theta, d in df.groupby("theta", sort=True):
+        mem, rand = (100 * d.loc[d["kind"] == kind, "test_acc"].to_numpy() for kind in ("memorized", "random"))
+        effect, lo, hi = trials_difference(mem, rand, level=level) if min(len(mem), len(rand)) >= 2 else \
+            (float(mem.mean() - rand.mean()), np.nan, np.nan)
+        rows.append({"theta": float(theta), "n_removed": int(d["n_removed"].iloc[0]), "trials": len(mem),
+                     "memorized_acc": float(mem.mean()), "random_acc": float(rand.mean()),
+                     "difference": effect, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows, columns=["theta", "n_removed", "trials", "memorized_acc", "random_acc", "difference",
+                                       "lo", "hi"])
