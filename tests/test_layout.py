@@ -1,6 +1,7 @@
 """The package's layers: foundations at the top of memgen/, one subpackage per study over them (the proxies are
 shaped like a study), and the benchmarks in memgen/bench over the studies' algorithms. A study reaches another
-study's core algorithm at most (the influence study trains LUT networks), never its stages, tables or figures;
+study's core algorithm at most (the influence study trains LUT networks), never its stages, tables, figures or
+claims;
 the foundations import no study and no benchmark; nothing imports a benchmark; each study's package re-exports
 its public names."""
 
@@ -14,7 +15,7 @@ from conftest import REPO
 
 SRC = REPO / "src" / "memgen"
 STUDIES = ("lut", "retrieval", "influence", "proxies")
-WORKFLOW_MODULES = ("stages", "tables", "figures")
+WORKFLOW_MODULES = ("stages", "tables", "figures", "claims")
 BENCH = "bench"
 
 

@@ -7,7 +7,8 @@ memorization, beside standard methods, on binary and pairwise MNIST / CIFAR-10 t
   naive Bayes, random guess) on the same bits;
 * :mod:`memgen.lut.stages` -- the workflow stages the rule scripts call, with the Table 1 methods by job name
   (:data:`memgen.lut.stages.TABLE1_METHODS`);
-* :mod:`memgen.lut.tables` -- the document's published numbers and the report's tables and verdicts;
+* :mod:`memgen.lut.tables` -- the document's published numbers and the report's tables and level verdicts;
+* :mod:`memgen.lut.claims` -- the document's claims on those tables, each with its 95% interval and verdict;
 * :mod:`memgen.lut.figures` -- the report's figures (the speed benchmark is :mod:`memgen.bench.lut`).
 """
 

@@ -8,7 +8,9 @@ neighbours and gates between the network and the memory classify the test images
 * :mod:`memgen.retrieval.breakdown` -- accuracy overall, per class, many/medium/few-shot, worst class / group;
 * :mod:`memgen.retrieval.stages` -- the workflow stages the rule scripts call (train, embed, search, gate,
   evaluate);
-* :mod:`memgen.retrieval.tables` / :mod:`memgen.retrieval.figures` -- the report's tables and figures.
+* :mod:`memgen.retrieval.tables` / :mod:`memgen.retrieval.figures` -- the report's tables and figures;
+* :mod:`memgen.retrieval.claims` -- the document's claims (Table 1's effects, the long tail, the rare subgroups),
+  each a paired difference on the test examples with its 95% interval and verdict.
 """
 
 from memgen.retrieval.gates import GATES, GateInputs, oracle_gate, register_gate
