@@ -273,6 +273,7 @@ REPORT_SECTIONS["retrieval"] = {
     "summaries": retrieval_files("summary.csv"),
     "gates": retrieval_files("gates.json"),
     "backbones": retrieval_files("backbone.json"),
+    "claims": RETRIEVAL_CLAIMS,
 }
 BENCHMARKS += [f"results/benchmarks/{rule}/{d}/{s}.tsv" for rule in ("train_backbone", "embed", "knn", "gate",
                                                                      "evaluate_retrieval") for d, s in RETRIEVAL_PAIRS]
