@@ -99,13 +99,13 @@ def test_scorecard_rows_across_the_documents():
     reduced = scorecard.build_scorecard(lut_rows(lut), retrieval_rows(retrieval), influence_rows(last),
                                         scales=SCALES, preset_scale="reduced")
     memory = reduced[reduced.document == "Memory"]
-    assert memory["verdict"].tolist() == ["reproduced", "level at reduced scale (12-epoch resnet20)"]
+    assert memory["verdict"].tolist() == ["reproduced", "level at reduced scale (12 of 200 epochs)"]
     t1 = reduced[reduced.item.str.startswith("Table 1, MNIST")].iloc[0]
     assert t1["verdict"] == "level at reduced scale (5 x 1024 LUTs; 1 of 2 within)"
     assert reduced[reduced.document == "F&Z"]["verdict"].tolist() == card[card.document == "F&Z"]["verdict"].tolist()
 
 
-SCALES = {"LUT": "5 x 1024 LUTs", "Memory": "12-epoch resnet20", "F&Z": "t = 8-16"}
+SCALES = {"LUT": "5 x 1024 LUTs", "Memory": "12 of 200 epochs", "F&Z": "t = 8-16"}
 
 
 def test_document_scales_name_what_each_level_was_measured_at():
@@ -113,7 +113,7 @@ def test_document_scales_name_what_each_level_was_measured_at():
               "retrieval": {"backbone": {"cifar10": {"arch": "resnet20", "epochs": 12}}},
               "influence": {"studies": {"a": {"t": 512}, "b": {"t": 2000}}}}
     scales = scorecard.document_scales(config)
-    assert scales == {"LUT": "5 x 1024 LUTs, 1 seed(s)", "Memory": "12-epoch resnet20 (document: 200 epochs)",
+    assert scales == {"LUT": "5 x 1024 LUTs, 1 seed(s)", "Memory": "12 of 200 epochs",
                       "F&Z": "t = 512-2000 models per study"}
 
 

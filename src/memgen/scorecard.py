@@ -58,8 +58,7 @@ def document_scales(config: dict) -> dict[str, str]:
     """What each document's levels are measured at in this configuration, in a few words."""
     lut, backbone = config["lut"], config["retrieval"]["backbone"].get("cifar10")
     ts = sorted({int(s["t"]) for s in config.get("influence", {}).get("studies", {}).values()})
-    memory = (f"{backbone['epochs']}-epoch {backbone['arch']} (document: {MEMORY_DOCUMENT_EPOCHS} epochs)" if backbone
-              else "no CIFAR-10 backbone")
+    memory = f"{backbone['epochs']} of {MEMORY_DOCUMENT_EPOCHS} epochs" if backbone else "no CIFAR-10 backbone"
     return {"LUT": f"{lut['depth']} x {lut['width']} LUTs, {len(lut['seeds'])} seed(s)", "Memory": memory,
             "F&Z": f"t = {ts[0]}-{ts[-1]} models per study" if ts else "no influence study"}
 
