@@ -144,6 +144,39 @@ rule influence_tables:
         "../../src/scripts/influence_tables.py"
 
 
+rule influence_claims:
+    """The document's claims on this run's estimates, each with its 95% interval and verdict (memgen.influence.claims):
+    removal per threshold, full networks against linear models, consistency against each side's noise floor,
+    high-influence pairs beyond estimation noise."""
+    input:
+        scores=list(study_files("scores.npz").values()),
+        removal=list(study_files("removal.csv", INFLUENCE["removal"]).values()),
+        summary=list(study_files("summary.json", FIGURE_STUDY).values()),
+        pairs=list(study_files("pairs.csv", FIGURE_STUDY).values()),
+        influencers=list(study_files("top_influencers.csv", FIGURE_STUDY).values()),
+        code=script_code("influence_claims"),
+    output:
+        report(INFLUENCE_CLAIMS, caption="../report/claims_influence.rst", category="Summary"),
+    params:
+        studies={name: model_settings(name) for name in STUDIES},   # same_algorithm compares their settings
+        removal=list(INFLUENCE["removal"]),
+        consistency=INFLUENCE["consistency"],
+        last_layer=INFLUENCE["last_layer"],
+        figure_study=INFLUENCE["figures"]["influence"],
+        infl_threshold=INFLUENCE["influence"]["threshold"],
+    log:
+        "results/logs/influence_claims.log",
+    benchmark:
+        "results/benchmarks/influence_claims.tsv"
+    threads: 1
+    conda:
+        "../../envs/memgen.yaml"
+    resources:
+        mem_mb=4000,
+    script:
+        "../../src/scripts/influence_claims.py"
+
+
 rule influence_figures:
     """Histograms, the most memorized images per class (Figure 1), removal (Figure 2), influence pairs
     (Figure 4), consistency (Figure 7) and convergence in t."""
@@ -186,9 +219,11 @@ if STUDIES:
         **INFLUENCE_FIGURES,
         "fig_most_memorized": GRID_FIGURES,
         "summaries": list(study_files("summary.json").values()),
+        "claims": INFLUENCE_CLAIMS,
     }
     BENCHMARKS += [f"results/benchmarks/influence_shard/{name}/{a:06d}-{b:06d}.tsv" for name, s in STUDIES.items()
                    for a, b in shard_ranges(s["t"], s["shard_size"])]
     BENCHMARKS += [f"results/benchmarks/influence_estimate/{name}.tsv" for name in STUDIES]
     BENCHMARKS += [f"results/benchmarks/influence_removal/{name}.tsv" for name in INFLUENCE["removal"]]
-    BENCHMARKS += ["results/benchmarks/influence_tables.tsv", "results/benchmarks/influence_figures.tsv"]
+    BENCHMARKS += ["results/benchmarks/influence_tables.tsv", "results/benchmarks/influence_figures.tsv",
+                   "results/benchmarks/influence_claims.tsv"]

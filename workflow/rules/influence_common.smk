@@ -97,6 +97,8 @@ INFLUENCE_TABLES = {
     "removal": "results/tables/influence_removal.csv",
     "last_layer": "results/tables/influence_last_layer.csv",
 }
+INFLUENCE_CLAIMS = "results/tables/claims_influence.csv"
+FIGURE_STUDY = [INFLUENCE["figures"]["influence"]] if INFLUENCE["figures"]["influence"] else []   # Figure 4's study
 INFLUENCE_FIGURES = {
     "fig_histograms": "results/figures/influence_histograms.png",
     "fig_removal": "results/figures/influence_removal.png",

@@ -10,7 +10,9 @@ experiment and the consistency of two estimates.
   (:data:`LEARNERS`, by :func:`register_learner`);
 * :mod:`memgen.influence.stages` -- the workflow stages the rule scripts call (a study's task and its
   :data:`memgen.influence.stages.FEATURES`, shard, estimate, removal);
-* :mod:`memgen.influence.tables` / :mod:`memgen.influence.figures` -- the report's tables and figures.
+* :mod:`memgen.influence.tables` / :mod:`memgen.influence.figures` -- the report's tables and figures;
+* :mod:`memgen.influence.claims` -- the document's claims (removal, last layer, consistency, influence pairs),
+  each decided by a 95% interval.
 """
 
 from memgen.influence.estimator import ShardSpec, estimate, removal_experiment, run_shard, shard_ranges

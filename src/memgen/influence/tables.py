@@ -81,7 +81,7 @@ def same_algorithm(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in ALGORITHM_KEYS) and settings(a) == settings(b)
 
 
-def _subsets(scores_npz) -> tuple[int, float, int]:
+def study_run(scores_npz) -> tuple[int, float, int]:
     """(seed, ratio, t) of a study's estimate: its subsets and its number of models."""
     with np.load(scores_npz) as z:
         return int(z["seed"]), float(z["ratio"]), int(z["t"])
@@ -121,7 +121,7 @@ def consistency_table(pairs_of_studies, scores: dict, pair_csvs: dict, thetas, i
     a cross-study number is judged against; ``floor_note`` names a side without such a pair (its floor is left
     empty, never borrowed from another algorithm or t)."""
     frames = []
-    runs = {name: _subsets(scores[name]) for pair in pairs_of_studies for name in pair}
+    runs = {name: study_run(scores[name]) for pair in pairs_of_studies for name in pair}
     for a, b in pairs_of_studies:
         ma, mb = load_mem(scores[a]), load_mem(scores[b])
         if ma.shape != mb.shape:
