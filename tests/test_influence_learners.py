@@ -53,7 +53,7 @@ def test_scores_from_logits():
 def test_batched_mlp_equals_sequential(dtype, precision, atol, flips):
     x_train, y_train, x_test, y_test = task()
     subs, seeds = subsets_and_seeds(300, [210, 210, 150, 210])
-    kw = dict(hidden=(32, 16), epochs=2, batch_size=32, device="cpu", dtype=dtype, precision=precision)
+    kw = dict(hidden=(32, 16), epochs=2, batch_size=32, device="cpu", dtype=dtype, precision=precision, compile=False)
     batched = MLPLearner(x_train, y_train, x_test, y_test, mode="batched", parallel=3, **kw)
     ref = MLPLearner(x_train, y_train, x_test, y_test, mode="reference", **kw)
     ob, orf = batched.fit_predict(subs, seeds), ref.fit_predict(subs, seeds)
@@ -68,7 +68,8 @@ def test_batched_mlp_equals_sequential(dtype, precision, atol, flips):
 
 def test_mlp_learns_and_is_reproducible():
     x_train, y_train, x_test, y_test = task(n=600, n_test=200, seed=1)
-    learner = MLPLearner(x_train, y_train, x_test, y_test, hidden=(64,), epochs=5, batch_size=32, lr=0.05, device="cpu")
+    learner = MLPLearner(x_train, y_train, x_test, y_test, hidden=(64,), epochs=5, batch_size=32, lr=0.05, device="cpu",
+                         compile=False)
     subs, seeds = subsets_and_seeds(600, [420])
     out = learner.fit_predict(subs, seeds)
     assert out.correct_test.mean() > 0.8

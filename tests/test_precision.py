@@ -151,7 +151,7 @@ def test_flip_average_embeds_both_views_and_their_mean_logits():
 def test_bf16_mlp_step_updates_fp32_master_weights():
     x_train, y_train, x_test, y_test = toy_task()
     learner = MLPLearner(x_train, y_train, x_test, y_test, hidden=(32, 16), epochs=1, batch_size=400,
-                         device="cpu", precision="bf16")
+                         device="cpu", precision="bf16", compile=False)
     assert learner.X.dtype == torch.bfloat16 and learner.name.endswith("_bf16")
     from memgen.influence.learners import mlp_init
 
@@ -171,7 +171,7 @@ def test_bf16_mlp_learns_like_fp32_and_rejects_float64_masters():
     acc = {}
     for precision in ("fp32", "bf16"):
         learner = MLPLearner(x_train, y_train, x_test, y_test, hidden=(64, 32), epochs=6, batch_size=32, lr=0.05,
-                             device="cpu", precision=precision)
+                             device="cpu", precision=precision, compile=False)
         acc[precision] = learner.fit_predict(subs, seeds).correct_test.mean()
     assert acc["fp32"] > 0.8 and abs(acc["bf16"] - acc["fp32"]) < 0.05, acc
     with pytest.raises(ValueError, match="float64.*fp32"):

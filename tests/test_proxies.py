@@ -102,7 +102,8 @@ def test_mlp_recorder_batched_equals_reference_and_finds_planted_labels():
     x, y, planted = blobs()
     subs = [mz.subset_indices(len(y), 280, 0, k) for k in range(3)]
     seeds = [mz.model_seed(0, k) for k in range(3)]
-    kw = dict(hidden=(32,), epochs=8, batch_size=32, lr=0.05, device="cpu", dtype=torch.float64, precision="fp32")
+    kw = dict(hidden=(32,), epochs=8, batch_size=32, lr=0.05, device="cpu", dtype=torch.float64, precision="fp32",
+              compile=False)
     recs = {}
     for mode in ("batched", "reference"):
         recs[mode] = LearningSpeedRecorder(len(y), models=seeds)

@@ -188,6 +188,8 @@ def run_shard(learner, spec: ShardSpec, start: int, stop: int, path: str | os.Pa
         "margin_train": _to_f16(out.margin_train),
         "margin_test": _to_f16(out.margin_test),
     }
+    if hasattr(learner, "training_step"):   # how its training step ran (the MLP: compiled or eager, and why)
+        arrays["training_step"] = np.array(json.dumps(learner.training_step))
     if path is not None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:

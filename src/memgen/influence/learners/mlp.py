@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 from typing import Sequence
 
 import numpy as np
@@ -11,7 +13,7 @@ from memgen.influence.learners import (Outputs, _check_subsets, _check_task, _fl
                                       register_learner, scores_from_logits)
 from memgen.runtime import autocast, progress, resolve_device, resolve_precision
 
-__all__ = ["MLPLearner", "epoch_orders", "mlp_init"]
+__all__ = ["MLPLearner", "compiled_sgd_step", "epoch_orders", "mlp_init", "sgd_step"]
 
 
 def mlp_init(sizes: Sequence[int], seed: int, dtype=None):
@@ -34,14 +36,79 @@ def epoch_orders(seed: int, m: int, epochs: int) -> np.ndarray:
     return np.stack([rng.permutation(m) for _ in range(epochs)]) if epochs else np.zeros((0, m), np.int64)
 
 
+def sgd_step(X, Y, idx, Ws, bs, bufW, bufb, low16, lr: float, momentum: float):
+    """One SGD + momentum step of ``k`` MLPs on their batches ``idx [k, b]`` (rows of ``X``, labels ``Y``): forward,
+    hand-written backward of the mean cross-entropy and update, in place, of the fp32 master weights
+    ``Ws [k, in, out]`` / ``bs [k, 1, out]``, their momentum buffers ``bufW`` / ``bufb`` (torch's SGD:
+    ``buf = momentum * buf + grad``) and ``low16``, the bf16 copies of the hidden layers that bf16 products read
+    (empty in fp32). Returns each example's true-class probability and correctness before the step, ``[k, b]``.
+
+    In fp32 the momentum update is folded into the weight-gradient product (one GEMM with ``beta=momentum``, no
+    gradient tensor). In bf16 the hidden layers' products are bf16; the output layer (logits, loss and its
+    gradient) and the bias gradients fp32. One model (``k`` = 1) takes 2-D products (``addmm`` fuses the bias; a
+    little faster than ``baddbmm`` on the CPU)."""
+    import torch
+
+    k, b = idx.shape
+    L, bf16, one = len(Ws), bool(low16), k == 1
+    Wc = [*low16[:L - 1], Ws[-1]] if bf16 else Ws
+    bc = [*low16[L - 1:], bs[-1]] if bf16 else bs
+    acts = [X.index_select(0, idx.reshape(-1)).view(k, b, -1)]   # each layer's input, then the logits
+    for l in range(L):
+        a = acts[l].float() if bf16 and l == L - 1 else acts[l]   # bf16: the fp32 output layer's input, cast once
+        h = torch.addmm(bc[l][0, 0], a[0], Wc[l][0]).unsqueeze(0) if one else torch.baddbmm(bc[l], a, Wc[l])
+        acts.append(h.relu_() if l < L - 1 else h)
+    head_in = a
+    g = torch.softmax(acts[-1], dim=-1)          # d(mean cross-entropy)/d(logits) after the next two lines
+    yb = Y.index_select(0, idx.reshape(-1)).view(k, b)
+    seen = g.gather(2, yb[..., None])[..., 0], acts[-1].argmax(-1) == yb
+    g.view(k * b, -1)[torch.arange(k * b, device=g.device), yb.reshape(-1)] -= 1.0
+    g.mul_(1.0 / b)
+    for l in range(L - 1, -1, -1):
+        a = head_in if l == L - 1 else acts[l]
+        if g.dtype == bufW[l].dtype:   # fused into the weight-gradient product: one GEMM
+            if one:
+                bufW[l][0].addmm_(a[0].T, g[0], beta=momentum)
+            else:
+                bufW[l].baddbmm_(a.transpose(1, 2), g, beta=momentum)
+        else:                          # a bf16 product, accumulated into the fp32 buffer
+            grad = torch.mm(a[0].T, g[0]).unsqueeze(0) if one else torch.bmm(a.transpose(1, 2), g)
+            torch.add(grad, bufW[l], alpha=momentum, out=bufW[l])
+        bufb[l].mul_(momentum).add_(g.sum(1, keepdim=True, dtype=bufb[l].dtype))
+        if l > 0:
+            g = torch.mm(g[0], Wc[l][0].T).unsqueeze(0) if one else torch.bmm(g, Wc[l].transpose(1, 2))
+            if bf16 and l == L - 1:
+                g = g.to(torch.bfloat16)
+            torch.ops.aten.threshold_backward.grad_input(g, acts[l], 0.0, grad_input=g)   # through the ReLU
+    torch._foreach_add_([*Ws, *bs], [*bufW, *bufb], alpha=-lr)
+    if bf16:
+        torch._foreach_copy_(low16, [*Ws[:-1], *bs[:-1]])
+    return seen
+
+
+@functools.cache
+def compiled_sgd_step():
+    """:func:`sgd_step` compiled by ``torch.compile`` (Inductor; on the CPU, C++ loops that fuse the casts, the ReLU
+    masks, the loss gradient and the update around the matrix products), built once per process. Each shape
+    compiles on its first call, or loads from Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``; the workflow
+    keeps it in ``.snakemake/memgen/torchinductor``) where an earlier process compiled it. ``fullgraph``: anything
+    dynamo cannot compile whole, a recompile limit included, raises instead of running eager unannounced."""
+    import torch
+
+    return torch.compile(sgd_step, dynamic=False, fullgraph=True)
+
+
 @register_learner("mlp")
 class MLPLearner:
     """Fully connected ReLU network trained with SGD + momentum on cross-entropy (the authors' MNIST
     demo: 784-512-256-10, lr 0.1, momentum 0.9, batch 128, 10 epochs).
 
     ``mode="batched"`` trains ``parallel`` models at once with batched matrix products and a
-    hand-written backward pass: data preallocated on the device, one ``index_select`` per batch and
-    one foreach parameter update per step.  With ``k`` = 1 it is the fast single-model path.
+    hand-written backward pass (:func:`sgd_step`): data preallocated on the device, one ``index_select`` per
+    batch and one foreach parameter update per step.  With ``k`` = 1 it is the fast single-model path.
+    ``compile=True`` (on the CPU) runs the step compiled (:func:`compiled_sgd_step`) and the short last batch of an
+    epoch eager; where compiling fails the learner says why on stderr and trains eager. ``training_step`` records
+    which ran: ``{"step": "compiled"}`` or ``{"step": "eager", "reason": ...}`` (shards keep it).
     ``mode="reference"`` trains one ``torch.nn`` model at a time with autograd and
     ``torch.optim.SGD``.  Both use the same initialisation (from the model seed), the same per-model
     batch order and the same arithmetic, so they agree up to floating-point rounding.
@@ -75,7 +142,8 @@ class MLPLearner:
     def __init__(self, x_train, y_train, x_test, y_test, hidden: Sequence[int] = (512, 256), epochs: int = 10,
                  lr: float = 0.1, momentum: float = 0.9, batch_size: int = 128, n_classes: int | None = None,
                  mode: str = "batched", parallel: int | None = None, device: str = "auto", dtype=None,
-                 precision: str = "auto", eval_batch: int = 8192, show_progress: bool = False, record=None):
+                 precision: str = "auto", eval_batch: int = 8192, compile: bool = True, show_progress: bool = False,
+                 record=None):
         import torch
 
         if mode not in ("batched", "reference"):
@@ -100,6 +168,14 @@ class MLPLearner:
         self.eval_batch = int(eval_batch)
         self.show_progress = show_progress
         self.record = record
+        if mode == "reference":
+            self.training_step = {"step": "eager", "reason": "reference mode: torch.nn with autograd"}
+        elif not compile:
+            self.training_step = {"step": "eager", "reason": "compile: false"}
+        elif self.device != "cpu":
+            self.training_step = {"step": "eager", "reason": f"compiled on the CPU only, not on {self.device}"}
+        else:
+            self.training_step = {"step": "compiled"}
         self.name = (f"mlp{'-'.join(map(str, self.sizes))}_e{self.epochs}_lr{self.lr:g}_m{self.momentum:g}"
                      f"_b{self.batch_size}" + ("_bf16" if self.precision == "bf16" else ""))
 
@@ -123,94 +199,41 @@ class MLPLearner:
         import torch
 
         dev, dt = self.device, self.dtype
-        bf16 = self.precision == "bf16"
         k, m = subsets.shape
         inits = [mlp_init(self.sizes, s, dt) for s in seeds]
         Ws = [torch.stack([p[l][0] for p in inits]).to(dev) for l in range(len(self.sizes) - 1)]
         bs = [torch.stack([p[l][1] for p in inits]).unsqueeze(1).to(dev) for l in range(len(self.sizes) - 1)]
-        params = [*Ws, *bs]
-        bufW = [torch.zeros_like(w) for w in Ws]   # momentum buffers
-        bufb = [torch.zeros_like(b) for b in bs]
-        bufs = [*bufW, *bufb]
-        L = len(Ws)
-        # the weights the products read: bf16 copies of the hidden layers (refreshed after each update)
-        low = [*Ws[:-1], *bs[:-1]] if bf16 else []
-        low16 = [t.to(torch.bfloat16) for t in low]
-        Wc = [*low16[:L - 1], Ws[-1]] if bf16 else Ws
-        bc = [*low16[L - 1:], bs[-1]] if bf16 else bs
+        bufW, bufb = [torch.zeros_like(w) for w in Ws], [torch.zeros_like(b) for b in bs]   # momentum buffers
+        # the weights the bf16 products read: bf16 copies of the hidden layers (refreshed after each update)
+        low16 = [t.to(torch.bfloat16) for t in [*Ws[:-1], *bs[:-1]]] if self.precision == "bf16" else []
         sub = torch.from_numpy(subsets).to(dev)
         orders = [epoch_orders(s, m, self.epochs) for s in seeds]
-        X, Y, B, mom = self.X, self.Y, self.batch_size, self.momentum
-        D = X.shape[1]
-        relu_backward = torch.ops.aten.threshold_backward.grad_input
-        if k == 1:   # one model: 2-D products (addmm fuses the bias; a little faster than baddbmm on CPU)
-            def linear(b_, a_, w_):
-                return torch.addmm(b_[0, 0], a_[0], w_[0]).unsqueeze(0)
-
-            def weight_grad(a_, g_):
-                return torch.mm(a_[0].T, g_[0]).unsqueeze(0)
-
-            def momentum_grad(buf, a_, g_):
-                buf[0].addmm_(a_[0].T, g_[0], beta=mom)
-
-            def back(g_, w_):
-                return torch.mm(g_[0], w_[0].T).unsqueeze(0)
-        else:
-            def linear(b_, a_, w_):
-                return torch.baddbmm(b_, a_, w_)
-
-            def weight_grad(a_, g_):
-                return torch.bmm(a_.transpose(1, 2), g_)
-
-            def momentum_grad(buf, a_, g_):
-                buf.baddbmm_(a_.transpose(1, 2), g_, beta=mom)
-
-            def back(g_, w_):
-                return torch.bmm(g_, w_.transpose(1, 2))
         with torch.no_grad():
             for e in range(self.epochs):
                 perm = torch.from_numpy(np.stack([o[e] for o in orders])).to(dev)
                 gidx = torch.gather(sub, 1, perm)  # [k, m] positions in visiting order
-                if self.record is not None:   # filled per step, handed to the recorder once per epoch
-                    seen_prob = torch.empty(k, m, dtype=dt, device=dev)
-                    seen_correct = torch.empty(k, m, dtype=torch.bool, device=dev)
-                for s in range(0, m, B):
-                    idx = gidx[:, s:s + B].reshape(-1)
-                    b = idx.numel() // k
-                    acts = [X.index_select(0, idx).view(k, b, D)]
-                    for l in range(L):
-                        if bf16 and l == L - 1:   # fp32 output layer: its input, cast once
-                            head_in = acts[-1].float()
-                        h = linear(bc[l], head_in if bf16 and l == L - 1 else acts[-1], Wc[l])
-                        if l < L - 1:
-                            h.relu_()
-                        acts.append(h)
-                    g = torch.softmax(acts[-1], dim=-1)          # d(mean cross-entropy)/d(logits)
-                    yb = Y.index_select(0, idx)
-                    if self.record is not None:
-                        yk = yb.view(k, b, 1)
-                        seen_prob[:, s:s + b] = g.gather(2, yk)[..., 0]
-                        seen_correct[:, s:s + b] = acts[-1].argmax(-1) == yk[..., 0]
-                    g.view(k * b, -1)[torch.arange(k * b, device=dev), yb] -= 1.0
-                    g.mul_(1.0 / b)
-                    for l in range(L - 1, -1, -1):
-                        # SGD momentum (torch semantics: buf = momentum * buf + grad)
-                        if g.dtype == bufW[l].dtype:   # fused into the weight-gradient product: one GEMM
-                            momentum_grad(bufW[l], head_in if bf16 else acts[l], g)
-                        else:                          # a bf16 product, accumulated into the fp32 buffer
-                            torch.add(weight_grad(acts[l], g), bufW[l], alpha=mom, out=bufW[l])
-                        bufb[l].mul_(mom).add_(g.sum(1, keepdim=True, dtype=bufb[l].dtype))
-                        if l > 0:
-                            g = back(g, Wc[l])
-                            if bf16 and l == L - 1:
-                                g = g.to(torch.bfloat16)
-                            relu_backward(g, acts[l], 0.0, grad_input=g)
-                    torch._foreach_add_(params, bufs, alpha=-self.lr)
-                    if bf16:
-                        torch._foreach_copy_(low16, low)
-                if self.record is not None:
-                    self.record(e, gidx, seen_prob, seen_correct, models=seeds)
+                seen = []
+                for s in range(0, m, self.batch_size):
+                    idx = gidx[:, s:s + self.batch_size]
+                    # a short last batch runs eager: its shape, one per subset size, would compile again
+                    step = self._step if idx.shape[1] == self.batch_size else sgd_step
+                    seen.append(step(self.X, self.Y, idx, Ws, bs, bufW, bufb, low16, self.lr, self.momentum))
+                if self.record is not None:   # the whole epoch at once: one scatter instead of one per step
+                    self.record(e, gidx, torch.cat([p for p, _ in seen], 1), torch.cat([c for _, c in seen], 1),
+                                models=seeds)
         return list(zip(Ws, bs))
+
+    def _step(self, *args):
+        """:func:`sgd_step` as ``training_step`` says: compiled, or eager for good once compiling failed."""
+        if self.training_step["step"] == "compiled":
+            try:
+                return compiled_sgd_step()(*args)
+            except Exception as err:   # no compiler, an unsupported platform or torch build, a compiler error
+                first = (str(err).strip().splitlines() or [""])[0][:300]
+                self.training_step = {"step": "eager", "reason": f"torch.compile failed: {type(err).__name__}: {first}"}
+                print(f"MLP learner: {self.training_step['reason']}; training with the eager step", file=sys.stderr,
+                      flush=True)
+        return sgd_step(*args)
 
     def train_reference(self, subset: np.ndarray, seed: int):
         """One model with ``torch.nn`` + autograd + ``torch.optim.SGD`` (bf16: hidden layers under
