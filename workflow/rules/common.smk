@@ -9,6 +9,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(Path(workflow.basedir) / "src"),
                                                            os.environ.get("PYTHONPATH")])))
+# Inductor's compiled kernels (the MLP learner's training step), kept in the project for later jobs and runs.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(workflow.basedir, ".snakemake", "memgen", "torchinductor")))
 from memgen.code_inputs import module_files, script_modules
 from memgen.data import DataError, source_files
 from memgen.runtime import usable_cores
