@@ -85,7 +85,8 @@ def test_a_learner_added_as_the_recipe_says_reaches_the_estimate_the_proxies_and
                                                            "convergence", "summary")}
     summary = stages.estimate_stage("toy_centroid", study, task, shards, outputs,
                                     influence={"threshold": 0.15, "mem_threshold": 0.25, "top_k": 2, "rows": "all"},
-                                    precision={"half_width": 0.1, "fraction": 0.95}, device="cpu", training_precision="bf16")
+                                    precision={"half_width": 0.1, "fraction": 0.95}, device="cpu",
+                                    training_precision="bf16")
     assert summary["learner_name"] == "centroid_T2_bf16" and summary["training_precision"] == "bf16"
     report_summary = tables.summary_table(tables.read_summaries({"toy_centroid": outputs["summary"]}),
                                           {"toy_centroid": tables.study_counts(outputs["scores_npz"], [0.25])})
