@@ -16,11 +16,11 @@ SCORECARD_INPUTS = {
 }
 
 
-# Every configured study's claims table (memgen.claims), each named by its own rules file.
+# Every configured study's claims table (memgen.claims), each named by its own rules file: all are required.
 CLAIM_TABLES = {
     "lut": LUT_CLAIMS,
     "retrieval": RETRIEVAL_CLAIMS,
-    **({"influence": INFLUENCE_CLAIMS} if "influence" in REPORT_SECTIONS and "INFLUENCE_CLAIMS" in globals() else {}),
+    **({"influence": INFLUENCE_CLAIMS} if "influence" in REPORT_SECTIONS else {}),
 }
 
 
