@@ -15,6 +15,8 @@
 * Given ``resume_path``, :func:`train_classifier` saves its whole training state there every
   ``checkpoint_every_s`` seconds and resumes from it when called again with the same arguments; on CPU the
   resumed run ends with the same weights, bit for bit, as an uninterrupted one (same seed, same threads).
+  SIGINT or SIGTERM during such a run saves that state at the next batch, then takes effect
+  (:class:`DeferredStop`): a stopped job resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import hashlib
 import math
 import os
 import random
+import signal
+import threading
 import time
 
 import numpy as np
@@ -159,7 +163,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     training state (weights, optimizer, RNG states, position, curves, and ``record``'s ``state_dict()``) is
     written there atomically at the start of a batch once ``checkpoint_every_s`` seconds have passed since the
     last write; a call whose arguments, data and initial weights match the saved run continues from it, a
-    mismatching file is ignored and replaced. The file is removed when training ends.
+    mismatching file is ignored and replaced. The file is removed when training ends. SIGINT or SIGTERM during
+    such a run writes the state at the next batch and then takes effect (:class:`DeferredStop`).
     """
     wall0, cpu0 = time.perf_counter(), time.process_time()
     device = resolve_device(device)
@@ -232,70 +237,76 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         print(f"resuming from {resume_path} at step {step} of {total_steps} (epoch {start_epoch + 1})")
     last_save = time.perf_counter()
     bar = progress(total=total_steps, initial=step, desc="train", disable=not show_progress)
-    for epoch in range(start_epoch, n_epochs):
-        model.train()
-        t0 = time.perf_counter()
-        if perm is None:
-            perm = torch.randperm(n, generator=gen).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        if resumed and epoch == start_epoch:
-            loss_sum += resumed["loss_sum"]
-            correct += resumed["correct"]
-            seen = resumed["seen"]
-        for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
-            if step >= total_steps:
-                break
-            if resume_path and time.perf_counter() - last_save >= checkpoint_every_s:
-                save_training_state(resume_path, run_key, model, opt, gen, epoch=epoch, batch=b, perm=perm,
-                                    step=step, images=images, train_time=train_time + time.perf_counter() - t0,
-                                    loss_sum=loss_sum, correct=correct, seen=seen,
-                                    curves={"loss": loss_curve, "acc": acc_curve, "step": step_loss,
-                                            "val": val_curve},
-                                    record=None if record is None else record.state_dict())
-                last_save = time.perf_counter()
-            for group in opt.param_groups:
-                group["lr"] = lr * lr_factor(schedule, step / total_steps, warmup_frac)
-            idx = perm[b * bs:(b + 1) * bs]
-            xb = x_all[idx]
-            if augment or flip:
-                xb = augment_batch(xb, gen, pad=pad if augment else 0, flip=flip)
-            xb = xb.float().div_(255)
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = y_all[idx]
-            with autocast(precision, device):
-                logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_d = loss.detach()
-            if record is not None:
-                prob = torch.softmax(logits.detach().float(), 1).gather(1, yb[:, None])[:, 0]
-                record(epoch, idx, prob, logits.detach().argmax(1) == yb)
-            loss_sum += loss_d * len(idx)
-            correct += (logits.detach().argmax(1) == yb).sum()
-            seen += len(idx)
-            if step % log_every == 0:
-                step_loss.append([step, float(loss_d)])
-            step += 1
-            images += len(idx)
-            bar.update(1)
-        perm = None
-        if is_cuda:
-            torch.cuda.synchronize()
-        train_time += time.perf_counter() - t0
-        loss_curve.append(float(loss_sum) / max(seen, 1))
-        acc_curve.append(float(correct) / max(seen, 1))
-        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_curve[-1]:.3f}", acc=f"{acc_curve[-1]:.3f}")
-        last = epoch == n_epochs - 1
-        if x_val is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
-            logits_val = predict_logits(model, x_val, device, precision=precision)
-            val_acc = float((logits_val.argmax(1) == np.asarray(y_val)).mean())
-            val_loss = float(F.cross_entropy(torch.from_numpy(logits_val), torch.as_tensor(y_val, dtype=torch.long)))
-            val_curve.append({"epoch": epoch + 1, "accuracy": val_acc, "loss": val_loss})
+    with DeferredStop(enabled=resume_path is not None) as stop:
+        for epoch in range(start_epoch, n_epochs):
+            model.train()
+            t0 = time.perf_counter()
+            if perm is None:
+                perm = torch.randperm(n, generator=gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            if resumed and epoch == start_epoch:
+                loss_sum += resumed["loss_sum"]
+                correct += resumed["correct"]
+                seen = resumed["seen"]
+            for b in range(start_batch if epoch == start_epoch else 0, steps_per_epoch):
+                if step >= total_steps:
+                    break
+                if resume_path and (stop.signum or time.perf_counter() - last_save >= checkpoint_every_s):
+                    save_training_state(resume_path, run_key, model, opt, gen, epoch=epoch, batch=b, perm=perm,
+                                        step=step, images=images, train_time=train_time + time.perf_counter() - t0,
+                                        loss_sum=loss_sum, correct=correct, seen=seen,
+                                        curves={"loss": loss_curve, "acc": acc_curve, "step": step_loss,
+                                                "val": val_curve},
+                                        record=None if record is None else record.state_dict())
+                    last_save = time.perf_counter()
+                    if stop.signum:
+                        bar.close()
+                        print(f"{signal.Signals(stop.signum).name} at step {step} of {total_steps}: training state "
+                              f"saved to {resume_path}; a rerun resumes from it", flush=True)
+                        stop.deliver()
+                for group in opt.param_groups:
+                    group["lr"] = lr * lr_factor(schedule, step / total_steps, warmup_frac)
+                idx = perm[b * bs:(b + 1) * bs]
+                xb = x_all[idx]
+                if augment or flip:
+                    xb = augment_batch(xb, gen, pad=pad if augment else 0, flip=flip)
+                xb = xb.float().div_(255)
+                if channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                yb = y_all[idx]
+                with autocast(precision, device):
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_d = loss.detach()
+                if record is not None:
+                    prob = torch.softmax(logits.detach().float(), 1).gather(1, yb[:, None])[:, 0]
+                    record(epoch, idx, prob, logits.detach().argmax(1) == yb)
+                loss_sum += loss_d * len(idx)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                seen += len(idx)
+                if step % log_every == 0:
+                    step_loss.append([step, float(loss_d)])
+                step += 1
+                images += len(idx)
+                bar.update(1)
+            perm = None
+            if is_cuda:
+                torch.cuda.synchronize()
+            train_time += time.perf_counter() - t0
+            loss_curve.append(float(loss_sum) / max(seen, 1))
+            acc_curve.append(float(correct) / max(seen, 1))
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_curve[-1]:.3f}", acc=f"{acc_curve[-1]:.3f}")
+            last = epoch == n_epochs - 1
+            if x_val is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
+                logits_val = predict_logits(model, x_val, device, precision=precision)
+                val_acc = float((logits_val.argmax(1) == np.asarray(y_val)).mean())
+                val_loss = float(F.cross_entropy(torch.from_numpy(logits_val), torch.as_tensor(y_val, dtype=torch.long)))
+                val_curve.append({"epoch": epoch + 1, "accuracy": val_acc, "loss": val_loss})
     bar.close()
     model.eval()
     if resume_path and os.path.exists(resume_path):
@@ -319,6 +330,49 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
 
 
 # ------------------------------------------------------------------------------------------ resume files
+class DeferredStop:
+    """Within the block, SIGINT and SIGTERM wait for a safe point: the handler only records the signal in
+    ``signum``; the loop, at its next safe point, saves its state and calls :meth:`deliver`, which puts the previous
+    handlers back and raises the signal again, so that it then does what it would have done at once (SIGTERM ends
+    the process, SIGINT raises ``KeyboardInterrupt``). A signal still pending when the block ends is delivered then.
+    Does nothing when not ``enabled``, outside the main thread (where handlers cannot be set), and for a signal
+    that is ignored."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum = None
+        self.previous = {}
+
+    def __enter__(self):
+        if self.enabled:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) not in (signal.SIG_IGN, None):
+                    self.previous[signum] = signal.signal(signum, self._record)
+        return self
+
+    def _record(self, signum, frame):
+        # SIGTERM wins over SIGINT: ending the process at once beats unwinding a KeyboardInterrupt through it.
+        if self.signum is None or signum == signal.SIGTERM:
+            self.signum = signum
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+    def deliver(self) -> None:
+        """Restore the previous handlers and raise the pending signal; if a handler returns, raise
+        ``KeyboardInterrupt``: the loop that called this does not go on."""
+        self.restore()
+        signal.raise_signal(self.signum)
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(self.signum).name}")
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.signum and exc_type is None:
+            self.deliver()
+        self.restore()
+
+
 def resume_key(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, settings: dict) -> str:
     """Fingerprint of one training run: its settings, the model's config and initial weights, and the data."""
     h = hashlib.sha256(repr(sorted(settings.items())).encode())
