@@ -125,3 +125,13 @@ BENCHMARKS = []
 def report_inputs():
     """render_report's named inputs: ``<section>__<parameter>``."""
     return {f"{section}__{name}": paths for section, params in REPORT_SECTIONS.items() for name, paths in params.items()}
+
+
+# SIGINT or SIGTERM to Snakemake stops the running jobs too, not only the scheduling (memgen.interrupt). Installed at
+# the start of the run, after Snakemake's scheduler has set its own SIGTERM handler, which this one replaces.
+# Snakemake keeps one onstart per workflow: another start-of-run action belongs in this block.
+from memgen.interrupt import stop_jobs_on_signal
+
+
+onstart:
+    stop_jobs_on_signal(workflow.scheduler.exit_gracefully, local=workflow.local_exec)
