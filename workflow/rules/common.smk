@@ -22,6 +22,7 @@ from memgen.splits import SPLIT_PATTERN, pair_names
 # node's allocation; a cluster submission (--jobs) is left alone. This sets Snakemake's global `_cores` resource
 # (what --cores fills in) before its scheduler starts.
 MACHINE_CORES = usable_cores()
+REQUESTED_CORES = workflow.global_resources["_cores"].value
 if workflow.nodes is None and (workflow.global_resources["_cores"].value or 0) > MACHINE_CORES:
     if workflow.is_main_process:
         print(f"memgen: --cores {workflow.global_resources['_cores'].value} is more than the {MACHINE_CORES} "
@@ -133,5 +134,25 @@ def report_inputs():
 from memgen.interrupt import stop_jobs_on_signal
 
 
+def say_run_cost():
+    """Print the precision the run resolved, the cores it uses and an estimate of its wall time here
+    (memgen.run_cost): a few seconds of measurement, at most once an hour, before the first job."""
+    from memgen.run_cost import cached_speed, estimate, jobs_of, start_message
+    from memgen.runtime import resolve_device, resolve_precision
+
+    device = resolve_device(config["device"])
+    precision = resolve_precision(config["precision"], device)
+    cores = int(workflow.global_resources["_cores"].value or MACHINE_CORES)
+    cluster = workflow.nodes is not None
+    jobs = jobs_of(workflow.dag)
+    speed = cached_speed(ROOT / ".snakemake" / "memgen", precision, device, min(cores, MACHINE_CORES))
+    stages = estimate(jobs, speed, config["datasets"], config["splits"], None if cluster else cores)
+    print(start_message(precision_setting=config["precision"], speed=speed, cores=cores,
+                        requested_cores=REQUESTED_CORES, stages=stages, n_jobs=len(jobs), cluster=cluster),
+          file=sys.stderr, flush=True)
+
+
 onstart:
     stop_jobs_on_signal(workflow.scheduler.exit_gracefully, local=workflow.local_exec)
+    if not workflow.touch:
+        say_run_cost()
