@@ -48,11 +48,11 @@ def alive(proc):
         return False
 
 
-def run_until(root, data_root, ready):
+def run_until(root, data_root, ready, options=("--cores", "2")):
     """Start Snakemake on TARGET in its own process group; return it once `ready(log text)` holds."""
     (root / LOG).unlink(missing_ok=True)
     out = open(root / "snakemake.out", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", TARGET, *SMOKE, "long.yaml",
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", *options, TARGET, *SMOKE, "long.yaml",
                              "--config", f"data_root={data_root}"], cwd=root, stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 120
@@ -92,40 +92,57 @@ def stop(root, data_root, proc, signum, group):
     return step
 
 
-def resumed_at(step):
-    """Ready once the log says the job resumed at `step` and has trained a few seconds on."""
+def trained_after(marker):
+    """Ready once the log holds `marker` and the job has trained for 2 s since."""
     seen = {}
 
     def ready(log):
-        if f"resuming from {RESUME} at step {step} of" not in log:
+        if marker not in log:
             return False
         seen.setdefault("at", time.time())
-        return time.time() - seen["at"] > 3
+        return time.time() - seen["at"] > 2
 
     return ready
 
 
-@pytest.mark.slow
-def test_a_signal_stops_every_job_within_5_s_and_the_next_run_resumes_training(data_root, tmp_path):
-    root = copy_project(tmp_path)
+@pytest.fixture(scope="module")
+def project(data_root, tmp_path_factory):
+    """A copy of the project with a long MNIST backbone recipe (long.yaml) and its data and split made."""
+    root = copy_project(tmp_path_factory.mktemp("interrupt"))
     (root / "long.yaml").write_text(LONG)
     code, out = snakemake("--cores", "2", "results/splits/mnist/full.npz", *SMOKE, "long.yaml", "--config",
                           f"data_root={data_root}", cwd=root)
     assert code == 0, out[-3000:]
+    return root
 
-    started = {}
 
-    def trained_a_while(log):
-        if "train:" not in log:
-            return False
-        started.setdefault("at", time.time())
-        return time.time() - started["at"] > 3
-
-    step = stop(root, data_root, run_until(root, data_root, trained_a_while), signal.SIGINT, group=False)
+@pytest.mark.slow
+def test_a_signal_stops_every_job_within_5_s_and_the_next_run_resumes_training(data_root, project):
+    step = stop(project, data_root, run_until(project, data_root, trained_after("train:")), signal.SIGINT, group=False)
     assert step > 0
-    for signum, group in [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGTERM, False)]:
+    for signum, group in [(signal.SIGTERM, True), (signal.SIGINT, True)]:
         # The rerun continues from the saved state, trains on, and stops again, further on.
-        proc = run_until(root, data_root, resumed_at(step))
-        new_step = stop(root, data_root, proc, signum, group)
+        proc = run_until(project, data_root, trained_after(f"resuming from {RESUME} at step {step} of"))
+        new_step = stop(project, data_root, proc, signum, group)
         assert new_step > step
         step = new_step
+
+
+@pytest.mark.slow
+def test_a_signal_cancels_the_jobs_of_a_cluster_run(data_root, project):
+    """Through the local-cluster profile each job runs detached (submit.sh), not as Snakemake's child: SIGTERM to
+    Snakemake cancels it with the profile's cancel command, and the training job saves its state."""
+    proc = run_until(project, data_root, trained_after("train:"),
+                     options=("--workflow-profile", "workflow/profiles/local-cluster"))
+    jobs = [job for job in psutil.process_iter(["cmdline"]) if str(project) in " ".join(job.info["cmdline"] or [])]
+    assert any("train_backbone" in " ".join(job.info["cmdline"]) for job in jobs), jobs
+    sent = time.time()
+    os.kill(proc.pid, signal.SIGTERM)
+    while any(alive(job) for job in jobs):
+        assert time.time() - sent < 5, f"cluster job processes alive 5 s after SIGTERM: {jobs}"
+        time.sleep(0.05)
+    print(f"SIGTERM to a cluster run's Snakemake: every job process gone after {time.time() - sent:.2f} s")
+    assert proc.wait(timeout=60) != 0
+    assert not any((project / "results/retrieval/mnist/full" / name).exists() for name in OUTPUTS)
+    step = torch.load(project / RESUME, weights_only=False)["step"]
+    assert f"SIGTERM at step {step} of" in (project / LOG).read_text()
