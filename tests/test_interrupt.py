@@ -28,6 +28,7 @@ LONG = "retrieval:\n  backbone:\n    mnist: {arch: mnist_cnn, epochs: 3000, batc
 
 def test_deferred_stop_delivers_a_signal_at_the_safe_point_and_restores_the_handlers():
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    reached_safe_point = False
     with pytest.raises(KeyboardInterrupt):
         with DeferredStop() as stop:
             os.kill(os.getpid(), signal.SIGINT)
@@ -51,10 +52,11 @@ def alive(proc):
 def run_until(root, data_root, ready, options=("--cores", "2")):
     """Start Snakemake on TARGET in its own process group; return it once `ready(log text)` holds."""
     (root / LOG).unlink(missing_ok=True)
-    out = open(root / "snakemake.out", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", *options, TARGET, *SMOKE, "long.yaml",
-                             "--config", f"data_root={data_root}"], cwd=root, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(root / "snakemake.out", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", *options, TARGET, *SMOKE, "long.yaml",
+                                 "--config", f"data_root={data_root}"], cwd=root, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 120
     while not ((root / LOG).exists() and ready((root / LOG).read_text())):
         assert proc.poll() is None, (root / "snakemake.out").read_text()[-3000:]
