@@ -3,8 +3,6 @@ against the worse of each side's noise floors, and influence pairs beyond estima
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,21 +97,24 @@ def test_last_layer_claim_compares_posterior_counts_and_says_when_no_network_is_
     assert row["verdict"] == INCONCLUSIVE and np.isnan(row["measured"]) and "no full-network study" in row["statistic"]
 
 
-def test_pairs_claim_subtracts_the_pairs_estimation_noise_gives(tmp_path):
-    """Twenty pairs over 10 memorized rows and 100 test examples: with standard errors of 0.02 noise gives none
-    (holds); with standard errors of 0.15 noise alone gives ~160 pairs and the claim does not hold."""
-    (tmp_path / "summary.json").write_text(json.dumps({"n_mem_ge_0.25": 10}))
+def test_pairs_claim_subtracts_the_pairs_noise_alone_gives(tmp_path):
+    """Twenty pairs over 10 memorized rows and 100 test examples.  With t = 2000 models and test examples right in
+    half the models, permuting a row's in/out flags almost never reaches 0.15: the pairs are real (holds).  With
+    t = 8 the same count is what noise alone gives (~2 in 5 candidates reach 0.15): the claim does not hold."""
     pd.DataFrame({"train_pos": range(20), "test_pos": range(20), "mem": 0.9, "infl": 0.5}).to_csv(
         tmp_path / "pairs.csv", index=False)
-    scores = _scores(tmp_path, "s", np.zeros(10), 0)
     rows = {}
-    for se in (0.02, 0.15):
-        pd.DataFrame({"test_index": np.repeat(np.arange(100), 2), "rank": np.tile([0, 1], 100), "train_index": 0,
-                      "infl": 0.1, "infl_se": se}).to_csv(tmp_path / f"top_{se}.csv", index=False)
-        rows[se], = claims.pairs_claim("s", tmp_path / "summary.json", tmp_path / "pairs.csv",
-                                       tmp_path / f"top_{se}.csv", 0.15, scores)
-    assert rows[0.02]["verdict"] == HOLDS and rows[0.02]["measured"] == pytest.approx(20, abs=0.01)
-    assert rows[0.15]["verdict"] == FAILS and rows[0.15]["measured"] < -100
+    for t in (2000, 8):
+        n_in = np.full(50, int(0.7 * t))
+        mem = np.where(np.arange(50) < 10, 0.9, 0.0)
+        path = _scores(tmp_path, f"t{t}", mem, 0, t, n_in=n_in)
+        with np.load(path) as z:
+            arrays = dict(z)
+        np.savez(path, **arrays, test_n_correct=np.full(100, t // 2))
+        rows[t], = claims.pairs_claim("s", path, tmp_path / "pairs.csv", 0.15, 0.25)
+    assert rows[2000]["verdict"] == HOLDS and rows[2000]["measured"] == pytest.approx(20, abs=0.5)
+    assert "over 10 memorized x 100 test examples" in rows[2000]["statistic"]
+    assert rows[8]["verdict"] == FAILS and rows[8]["measured"] < -200
 
 
 def test_the_claims_table_has_the_claim_columns(tmp_path):
@@ -122,7 +123,7 @@ def test_the_claims_table_has_the_claim_columns(tmp_path):
     out = tmp_path / "claims_influence.csv"
     rows = claims.write_influence_claims(out, scores=scores, removal=removal, studies={"a": STUDY}, consistency=[],
                                          last_layer={"linear": None, "network": None}, figure_study=None,
-                                         summaries={}, pairs={}, influencers={}, infl_threshold=0.15)
+                                         pairs={}, infl_threshold=0.15, mem_threshold=0.25)
     table = pd.read_csv(out)
     assert list(table.columns) == CLAIM_COLUMNS and len(table) == len(rows) == 1
     assert table["document"].iloc[0] == "F&Z" and table["source"].iloc[0] == "Figure 2"

@@ -151,9 +151,7 @@ rule influence_claims:
     input:
         scores=list(study_files("scores.npz").values()),
         removal=list(study_files("removal.csv", INFLUENCE["removal"]).values()),
-        summary=list(study_files("summary.json", FIGURE_STUDY).values()),
         pairs=list(study_files("pairs.csv", FIGURE_STUDY).values()),
-        influencers=list(study_files("top_influencers.csv", FIGURE_STUDY).values()),
         code=script_code("influence_claims"),
     output:
         report(INFLUENCE_CLAIMS, caption="../report/claims_influence.rst", category="Summary"),
@@ -164,6 +162,7 @@ rule influence_claims:
         last_layer=INFLUENCE["last_layer"],
         figure_study=INFLUENCE["figures"]["influence"],
         infl_threshold=INFLUENCE["influence"]["threshold"],
+        mem_threshold=INFLUENCE["influence"]["mem_threshold"],
     log:
         "results/logs/influence_claims.log",
     benchmark:

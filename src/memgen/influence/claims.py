@@ -9,15 +9,14 @@ CIFAR-100); each claim says the scale it was measured at.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from memgen.claims import Claim, above, below, bootstrap_interval, judge, write_claims
-from memgen.influence.estimator import below_probability, consistency_mem, mem_posterior, removal_difference
+from memgen.influence.estimator import (below_probability, chance_probability, consistency_mem, mem_posterior,
+                                       removal_difference)
 from memgen.influence.stages import MEM_THETA
 from memgen.influence.tables import PUBLISHED_LAST_LAYER, floor_pair, same_algorithm, study_run
 
@@ -41,8 +40,8 @@ CONSISTENCY = Claim(DOCUMENT, "Figure 7", "Two architectures' memorization estim
                     f"runs of one architecture (J_mem at most {CONSISTENCY_TOLERANCE:g} under the worse noise floor)",
                     "J_mem(a, b) minus the worse same-algorithm floor, mem >= 0.25", above(-CONSISTENCY_TOLERANCE))
 PAIRS = Claim(DOCUMENT, "Figure 4", "Memorized training examples strongly influence some test examples: "
-              "high-influence pairs exist beyond estimation noise", "high-influence pairs minus those expected from "
-              "estimation noise alone", above(0.0))
+              "high-influence pairs exist beyond estimation noise", "high-influence pairs minus those expected if "
+              "nothing influenced anything", above(0.0))
 CLAIMS = (REMOVAL, LAST_LAYER, CONSISTENCY, PAIRS)
 
 
@@ -138,33 +137,36 @@ def consistency_claims(pairs_of_studies, scores: dict, studies: dict, theta: flo
     return rows
 
 
-def pairs_claim(study: str, summary_json, pairs_csv, influencers_csv, infl_threshold: float,
-                scores_npz) -> list[dict]:
-    """High-influence pairs of the Figure-4 study against the pairs estimation noise alone would give: every
-    candidate pair (each training example with mem >= 0.25 against each test example) exceeds the threshold by
-    noise with the normal tail of its influence's standard error (a test example's, from its top influencers),
-    summed; the interval is the normal one of that sum of Bernoulli variables."""
-    summary = json.loads(Path(summary_json).read_text())
-    n_rows, n_pairs = int(summary["n_mem_ge_0.25"]), len(pd.read_csv(pairs_csv))
-    se = pd.read_csv(influencers_csv).groupby("test_index")["infl_se"].median().to_numpy()
-    tail = stats.norm.sf(infl_threshold / np.where(se > 0, se, np.nan))
-    tail = tail[np.isfinite(tail)]
-    noise = n_rows * float(tail.sum())
-    half = Z * np.sqrt(n_rows * float(np.sum(tail * (1 - tail))))
+def pairs_claim(study: str, scores_npz, pairs_csv, infl_threshold: float, mem_threshold: float) -> list[dict]:
+    """High-influence pairs of the Figure-4 study against the pairs expected if no training example influenced any
+    test example: each candidate pair (a training example with mem >= ``mem_threshold`` against a test example)
+    reaches ``infl_threshold`` by chance with the probability that permuting the training example's in/out flags
+    across the t models gives it, the test example's correct models kept
+    (:func:`memgen.influence.estimator.chance_probability`); summed over the candidates, with the normal interval
+    of that sum of Bernoulli variables.  At small t noise alone gives most of the pairs."""
+    with np.load(scores_npz) as z:
+        mem, n_in, t, test_correct = z["mem"], z["n_in"], int(z["t"]), z["test_n_correct"]
+    rows_in, rows = np.unique(n_in[mem >= mem_threshold], return_counts=True)
+    correct, tests = np.unique(test_correct, return_counts=True)
+    grid_in, grid_correct = np.meshgrid(rows_in, correct, indexing="ij")
+    p = chance_probability(grid_correct.ravel(), grid_in.ravel(), t, infl_threshold).reshape(grid_in.shape)
+    weight = rows[:, None] * tests[None, :]
+    noise = float(np.nansum(weight * p))
+    half = Z * np.sqrt(float(np.nansum(weight * p * (1 - p))))
+    n_pairs = len(pd.read_csv(pairs_csv))
     effect = n_pairs - noise
-    return [judge(PAIRS, effect, effect - half, effect + half, scale=_scale(study_run(scores_npz)[2]), statistic=(
-        f"{study}: {n_pairs} pairs with infl >= {infl_threshold:g} and mem >= 0.25, {noise:.1f} expected from noise "
-        f"over {n_rows} memorized x {len(se)} test examples"))]
+    return [judge(PAIRS, effect, effect - half, effect + half, scale=_scale(t), statistic=(
+        f"{study}: {n_pairs} pairs with infl >= {infl_threshold:g} and mem >= {mem_threshold:g}, {noise:.1f} expected "
+        f"if nothing influenced anything, over {rows.sum()} memorized x {tests.sum()} test examples"))]
 
 
 def write_influence_claims(output, *, scores: dict, removal: dict, studies: dict, consistency, last_layer: dict,
-                           figure_study: str | None, summaries: dict, pairs: dict, influencers: dict,
-                           infl_threshold: float) -> list[dict]:
+                           figure_study: str | None, pairs: dict, infl_threshold: float,
+                           mem_threshold: float) -> list[dict]:
     """Every F&Z claim this configuration can test, one row each (:data:`memgen.claims.CLAIM_COLUMNS`)."""
     rows = removal_claims(removal, scores) + last_layer_claim(last_layer, scores) + \
         consistency_claims([tuple(p) for p in consistency], scores, studies)
     if figure_study:
-        rows += pairs_claim(figure_study, summaries[figure_study], pairs[figure_study], influencers[figure_study],
-                            infl_threshold, scores[figure_study])
+        rows += pairs_claim(figure_study, scores[figure_study], pairs[figure_study], infl_threshold, mem_threshold)
     write_claims(rows, output)
     return rows

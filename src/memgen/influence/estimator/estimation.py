@@ -233,7 +233,8 @@ class Estimate:
         if npz_path is not None:
             arrays = {col: df[col].to_numpy() for col in df.columns}
             arrays.update(t=np.int64(self.t), ratio=np.float64(self.spec.ratio), seed=np.int64(self.spec.seed),
-                          model_test_acc=self.model_test_acc)
+                          model_test_acc=self.model_test_acc,
+                          test_n_correct=np.rint(self.test_mean["correct"] * self.t).astype(np.int64))
             for kind, (ts, mem_t, se_t) in self.mem_by_t.items():
                 arrays[f"by_t_{kind}_t"], arrays[f"by_t_{kind}_mem"], arrays[f"by_t_{kind}_se"] = ts, mem_t, se_t
             if self.top_pos is not None:
