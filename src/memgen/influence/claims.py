@@ -9,7 +9,6 @@ CIFAR-100); each claim says the scale it was measured at.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from scipy import stats
