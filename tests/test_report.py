@@ -248,8 +248,17 @@ def test_rendered_page_is_offline_titled_with_contents_and_each_table_once(tmp_p
     assert "nan" not in visible_text(page).lower()
 
 
-def test_figures_keep_their_drawn_size_on_the_page():
-    from memgen.plots import FIGURE_DPI
+@pytest.mark.parametrize("dpi", [72, 160, 300])
+def test_figures_keep_their_drawn_size_on_the_page(dpi):
+    import io
 
-    header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (2 * FIGURE_DPI).to_bytes(4, "big") + b"\x00" * 8
-    assert report.display_width(header) == 192                 # a 2-inch figure is 192 CSS px at any dpi
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(2, 1))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    plt.close(fig)
+    assert report.display_width(buffer.getvalue()) == 192      # a 2-inch figure is 192 CSS px at any dpi

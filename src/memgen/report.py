@@ -286,11 +286,14 @@ def show_figure(path: str | os.PathLike, name: str, caption: str, alt: str | Non
 
 def display_width(png: bytes) -> int:
     """The CSS width of a figure at its drawn size (96 px per inch), whatever dpi it was saved at, so
-    sharper figures are not larger on the page."""
-    from memgen.plots import FIGURE_DPI
-
+    sharper figures are not larger on the page: the PNG's width over the resolution its pHYs chunk records
+    (matplotlib writes it; a PNG without one shows at its pixel width)."""
     pixels = int.from_bytes(png[16:20], "big")              # the PNG header's width field
-    return round(pixels * 96 / FIGURE_DPI)
+    at = png.find(b"pHYs")
+    if at < 0 or png[at + 12] != 1:                          # no resolution, or not in pixels per metre
+        return pixels
+    dpi = int.from_bytes(png[at + 4:at + 8], "big") * 0.0254
+    return round(pixels * 96 / dpi)
 
 
 def show_markdown(text: str) -> None:
