@@ -98,10 +98,10 @@ def test_last_layer_claim_compares_posterior_counts_and_says_when_no_network_is_
 
 
 def test_pairs_claim_subtracts_the_pairs_noise_alone_gives(tmp_path):
-    """Twenty pairs over 10 memorized rows and 100 test examples.  With t = 2000 models and test examples right in
-    half the models, permuting a row's in/out flags almost never reaches 0.15: the pairs are real (holds).  With
-    t = 8 the same count is what noise alone gives (~2 in 5 candidates reach 0.15): the claim does not hold."""
-    pd.DataFrame({"train_pos": range(20), "test_pos": range(20), "mem": 0.9, "infl": 0.5}).to_csv(
+    """Twenty pairs, two for each of 10 memorized rows, over 100 test examples.  With t = 2000 models and test
+    examples right in half the models, permuting a row's in/out flags almost never reaches 0.15: the pairs are real
+    (holds).  With t = 8 noise alone gives far more (~2 in 5 candidates reach 0.15): the claim does not hold."""
+    pd.DataFrame({"train_pos": np.repeat(np.arange(10), 2), "test_pos": range(20), "mem": 0.9, "infl": 0.5}).to_csv(
         tmp_path / "pairs.csv", index=False)
     rows = {}
     for t in (2000, 8):

@@ -136,27 +136,31 @@ def consistency_claims(pairs_of_studies, scores: dict, studies: dict, theta: flo
     return rows
 
 
-def pairs_claim(study: str, scores_npz, pairs_csv, infl_threshold: float, mem_threshold: float) -> list[dict]:
+def pairs_claim(study: str, scores_npz, pairs_csv, infl_threshold: float, mem_threshold: float,
+                n_boot: int = 2000) -> list[dict]:
     """High-influence pairs of the Figure-4 study against the pairs expected if no training example influenced any
-    test example: each candidate pair (a training example with mem >= ``mem_threshold`` against a test example)
+    test example.  A candidate pair (a training example with mem >= ``mem_threshold`` against a test example)
     reaches ``infl_threshold`` by chance with the probability that permuting the training example's in/out flags
     across the t models gives it, the test example's correct models kept
-    (:func:`memgen.influence.estimator.chance_probability`); summed over the candidates, with the normal interval
-    of that sum of Bernoulli variables.  At small t noise alone gives most of the pairs."""
+    (:func:`memgen.influence.estimator.chance_probability`).  The effect is the pairs found minus those expected,
+    summed over the memorized training examples, with a bootstrap over them (a training example's pairs share its
+    subsets, so they are not independent).  At small t noise alone gives most of the pairs."""
     with np.load(scores_npz) as z:
         mem, n_in, t, test_correct = z["mem"], z["n_in"], int(z["t"]), z["test_n_correct"]
-    rows_in, rows = np.unique(n_in[mem >= mem_threshold], return_counts=True)
+    rows = np.flatnonzero(mem >= mem_threshold)
     correct, tests = np.unique(test_correct, return_counts=True)
-    grid_in, grid_correct = np.meshgrid(rows_in, correct, indexing="ij")
+    ins, inverse = np.unique(n_in[rows], return_inverse=True)
+    grid_in, grid_correct = np.meshgrid(ins, correct, indexing="ij")
     p = chance_probability(grid_correct.ravel(), grid_in.ravel(), t, infl_threshold).reshape(grid_in.shape)
-    weight = rows[:, None] * tests[None, :]
-    noise = float(np.nansum(weight * p))
-    half = Z * np.sqrt(float(np.nansum(weight * p * (1 - p))))
-    n_pairs = len(pd.read_csv(pairs_csv))
-    effect = n_pairs - noise
-    return [judge(PAIRS, effect, effect - half, effect + half, scale=_scale(t), statistic=(
-        f"{study}: {n_pairs} pairs with infl >= {infl_threshold:g} and mem >= {mem_threshold:g}, {noise:.1f} expected "
-        f"if nothing influenced anything, over {rows.sum()} memorized x {tests.sum()} test examples"))]
+    expected = np.nan_to_num(p) @ tests                           # per memorized example, pairs from noise alone
+    pairs = pd.read_csv(pairs_csv)
+    found = pairs["train_pos"].value_counts().reindex(rows, fill_value=0).to_numpy()
+    excess = found - expected[inverse.ravel()]
+    effect, lo, hi = bootstrap_interval(np.sum, excess, n_boot=n_boot) if len(rows) else (np.nan, np.nan, np.nan)
+    return [judge(PAIRS, effect, lo, hi, scale=_scale(t), statistic=(
+        f"{study}: {len(pairs)} pairs with infl >= {infl_threshold:g} and mem >= {mem_threshold:g}, "
+        f"{expected[inverse.ravel()].sum():.1f} expected if nothing influenced anything, over {len(rows)} memorized x "
+        f"{tests.sum()} test examples; bootstrap over the memorized examples ({n_boot})"))]
 
 
 def write_influence_claims(output, *, scores: dict, removal: dict, studies: dict, consistency, last_layer: dict,
