@@ -88,10 +88,10 @@ def last_layer_claim(last_layer: dict, scores: dict) -> list[dict]:
     half = Z * np.hypot(sd_net, sd_lin)
     effect = n_net - n_lin
     t_net, t_lin = study_run(scores[network])[2], study_run(scores[linear])[2]
-    return [judge(LAST_LAYER, effect, effect - half, effect + half,
+    scale = _scale(min(t_net, t_lin), f" ({network} {t_net}, {linear} {t_lin})")
+    return [judge(LAST_LAYER, effect, effect - half, effect + half, scale=scale,
                   statistic=f"{network} {n_net:.0f} - {linear} {n_lin:.0f}: posterior expected counts (empirical "
-                  "Bayes), normal interval of their Bernoulli sums", scale=_scale(min(t_net, t_lin),
-                                                                                  f" ({network} {t_net}, {linear} {t_lin})"))]
+                  "Bayes), normal interval of their Bernoulli sums")]
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray, theta: float) -> float:

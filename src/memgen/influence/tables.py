@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memgen.influence.estimator import consistency_infl, consistency_mem, mem_histogram, summarize_removal, threshold_counts
+from memgen.influence.estimator import (consistency_infl, consistency_mem, mem_histogram, summarize_removal,
+                                       threshold_counts)
 from memgen.runtime import write_csv
 from memgen.scorecard import anchor
 
