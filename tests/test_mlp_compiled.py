@@ -59,6 +59,15 @@ def test_compiled_training_gives_the_same_models_again(trained, mnist):
     np.testing.assert_array_equal(first.prob_train, again.prob_train)
 
 
+def test_subsets_of_another_size_reuse_the_compiled_step(trained, mnist, monkeypatch):
+    """The step's inputs keep their shapes and strides whatever the subset size: the removal experiment's
+    thresholds, each its own size, run the graph the shards compiled."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)   # a compile now fails, and the learner goes eager
+    learner = MLPLearner(*mnist, precision="fp32", **SETTINGS)
+    learner.fit_predict([np.arange(0, 1500), np.arange(1000, 2500)], [5, 6])
+    assert learner.training_step == {"step": "compiled"}
+
+
 def test_the_shard_records_which_step_ran(trained):
     _, _, runs = trained
     learner = runs["bf16", True][0]
