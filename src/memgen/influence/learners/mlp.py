@@ -214,7 +214,8 @@ class MLPLearner:
                 gidx = torch.gather(sub, 1, perm)  # [k, m] positions in visiting order
                 seen = []
                 for s in range(0, m, self.batch_size):
-                    idx = gidx[:, s:s + self.batch_size].contiguous()   # its strides, not the subset's size
+                    # contiguous: a view's strides would carry the subset size into the compiled step's guards
+                    idx = gidx[:, s:s + self.batch_size].contiguous()
                     # a short last batch runs eager: its shape, one per subset size, would compile again
                     step = self._step if idx.shape[1] == self.batch_size else sgd_step
                     seen.append(step(self.X, self.Y, idx, Ws, bs, bufW, bufb, low16, self.lr, self.momentum))
