@@ -54,7 +54,7 @@ def test_mlp_price_follows_models_epochs_and_flops():
     assert job_seconds(mlp_shard(64), SPEED, datasets, SPLITS) - 2.0 == pytest.approx(2 * base)
     assert job_seconds(mlp_shard(32, epochs=5), SPEED, datasets, SPLITS) - 2.0 == pytest.approx(base / 2)
     # 6 FLOP per parameter and example: 535,818 parameters x 10 epochs x 42,000 images per model
-    assert base / 32 == pytest.approx(6 * 535_818 * 10 * 42_000 / (300e9 * 0.51), rel=1e-3)
+    assert base / 32 == pytest.approx(6 * 535_818 * 10 * 42_000 / (300e9 * 0.71), rel=1e-3)
 
 
 def test_estimate_counts_a_job_by_the_share_of_cores_it_holds():

@@ -23,9 +23,9 @@ from pathlib import Path
 BACKBONE_EFFICIENCY = 0.86
 # Seconds per training image and epoch of each architecture relative to ResNet-20 (the reference run's MNIST CNN).
 ARCH_COST = {"resnet20": 1.0, "mnist_cnn": 1.13}
-# The MLP estimator's FLOP/s over the bare products of its shapes (tests/benchmarks/bench_precision.py: 0.51 in bf16
-# on the reference host; 0.80 in fp32).
-MLP_LOOP_EFFICIENCY = {"bf16": 0.51, "fp32": 0.80}
+# The MLP estimator's compiled step's FLOP/s over the bare products of its shapes, per precision
+# (tests/benchmarks/bench_precision.py --sections mlp; docs/measurements.md, "Compiled MLP step").
+MLP_LOOP_EFFICIENCY = {"bf16": 0.71, "fp32": 0.84}
 # Influence learners priced per model in the reference run, at the data size ``n``: seconds and how they scale.
 PER_MODEL = {"knn": (0.19, 60_000, 2), "lut": (1.56, 60_000, 1), "linear": (0.048, 45_000, 1)}
 # Seconds per job of the other rules in the reference run (a stage's time over its jobs), at the datasets' full
