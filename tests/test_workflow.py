@@ -330,7 +330,7 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert retrieval["measured"].notna().all() and pd.api.types.is_numeric_dtype(retrieval["measured"])
     studies = pd.read_csv(smoke_run / "results/tables/influence_summary.csv").set_index("study")
     assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_knn_rerun", "mnist_lut", "cifar10_linear",
-                                  "cifar10_linear_rerun", "cifar10_knn", "cifar10_net"}
+                                  "cifar10_linear_rerun", "cifar10_knn", "cifar10_knn_rerun", "cifar10_net"}
     assert studies.loc["mnist_mlp", "t"] == 8 and studies.loc["mnist_mlp", "n_train"] == 600  # smoke sizes
     assert (studies["n_train"] > 0).all() and studies["test_acc_mean"].between(0, 1).all()
     last = pd.read_csv(smoke_run / "results/tables/influence_last_layer.csv")
