@@ -52,7 +52,8 @@ def stop_jobs_on_signal(stop_scheduling, *, local: bool = True, grace_s: float =
 
 def stop_descendants(grace_s: float) -> list:
     """SIGTERM to every descendant of this process, then SIGKILL to those still alive ``grace_s`` seconds later
-    (from a background thread); returns the processes signalled. Nothing here waits on a process: reaping a child
+    (from a background thread), and to any job that was being started when the signal came; returns the processes
+    signalled. Nothing here waits on a process: reaping a child
     would take its exit status from the Snakemake thread that waits on it, which then reads it as a success."""
     import psutil
 
@@ -73,7 +74,8 @@ def stop_descendants(grace_s: float) -> list:
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and any(alive(proc) for proc in processes):
             time.sleep(0.1)
-        for proc in processes:
+        late = [proc for proc in psutil.Process().children(recursive=True) if proc not in processes]
+        for proc in processes + late:
             if alive(proc):
                 try:
                     proc.kill()
