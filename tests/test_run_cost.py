@@ -12,6 +12,8 @@ import pytest
 from memgen.run_cost import (ADVISE_PRESET_HOURS, QUICK_PRESET_COMMAND, Job, Speed, estimate, job_seconds,
                              measure_speed, planned_jobs, start_message, train_size)
 from memgen.splits import make_split
+from test_workflow import copy_project
+from test_workflow import planned_jobs as dry_run_counts
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 SPEED = Speed("bf16", "cpu", 2, resnet_img_s=800.0, mlp_gflop_s=300.0)
@@ -88,18 +90,14 @@ def test_planned_jobs_are_the_dry_runs_jobs(data_root):
     dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-F", "all", "--configfile",
                           "tests/smoke/config.yaml", "--config", f"data_root={data_root}"], cwd=REPO,
                          capture_output=True, text=True)
-    table = dry.stdout.split("Job stats:", 1)[1]
-    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
     mine = {}
     for job in jobs:
         mine[job.rule] = mine.get(job.rule, 0) + 1
-    assert mine == {rule: n for rule, n in counts.items() if rule not in ("all", "total")}
+    assert mine == {rule: n for rule, n in dry_run_counts(dry.stdout).items() if rule != "all"}
     assert config["preset"]["name"] == "smoke"
 
 
 def test_a_run_says_its_precision_cores_and_cost_before_its_first_job(tmp_path, data_root):
-    from test_workflow import copy_project
-
     root = copy_project(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "snakemake", "results/data/mnist.npz", "--cores", "64",
                            "--configfile", "tests/smoke/config.yaml", "--config", f"data_root={data_root}"],

@@ -74,10 +74,7 @@ def measure_speed(precision: str, device: str, threads: int) -> Speed:
     img_s = resnet(len(x))
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    models, sizes = max(1, threads), [784, 512, 256, 10]
-    shapes = [(batch, a, b) for a, b in zip(sizes[:-1], sizes[1:])] + \
-             [(a, batch, b) for a, b in zip(sizes[:-1], sizes[1:])] + \
-             [(batch, b, a) for a, b in list(zip(sizes[:-1], sizes[1:]))[1:]]
+    models, shapes = max(1, threads), mlp_step_shapes([784, 512, 256, 10], batch)
     mats = [(torch.randn(models, m, k, device=device).to(dtype), torch.randn(models, k, n, device=device).to(dtype))
             for m, k, n in shapes]
     flop = sum(2 * models * m * k * n for m, k, n in shapes)
@@ -152,6 +149,17 @@ def train_size(name: str, spec: dict, split: str, splits: dict) -> int:
     if family.startswith("pair"):
         return 2 * n // classes
     return n
+
+
+def mlp_step_shapes(sizes, batch: int) -> list[tuple[int, int, int]]:
+    """The matrix products ``(M, K, N)`` of one MLP training step: forward, weight gradient, and input gradient
+    (not for the first layer)."""
+    shapes = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        shapes += [(batch, a, b), (a, batch, b)]
+    for a, b in list(zip(sizes[:-1], sizes[1:]))[1:]:
+        shapes.append((batch, b, a))
+    return shapes
 
 
 def mlp_parameters(hidden, n_in: int = 784, n_out: int = 10) -> int:

@@ -66,20 +66,12 @@ def load_mnist(path):
 
 # --- MLP ------------------------------------------------------------------------------------------
 
-def mm_shapes(sizes, batch):
-    shapes = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        shapes += [(batch, a, b), (a, batch, b)]          # forward, weight gradient
-    for a, b in list(zip(sizes[:-1], sizes[1:]))[1:]:
-        shapes.append((batch, b, a))                       # input gradient (not for the first layer)
-    return shapes
-
-
 def bench_mlp(args, out):
     import torch
 
     from memgen.influence import estimator as mz
     from memgen.influence.learners import MLPLearner
+    from memgen.run_cost import mlp_step_shapes
 
     x_train, y_train, x_test, y_test, source = load_mnist(args.mnist)
     learner = MLPLearner(x_train, y_train, x_test, y_test, epochs=1, device="cpu")
@@ -89,7 +81,7 @@ def bench_mlp(args, out):
     rounds = 3 if args.quick else 5
     m = B * steps
     sub = mz.subset_indices(len(y_train), m, 0, 0)
-    shapes = mm_shapes(learner.sizes, B)
+    shapes = mlp_step_shapes(learner.sizes, B)
     mats = [(torch.randn(M, K), torch.randn(K, N), torch.empty(M, N)) for M, K, N in shapes]
     flops_mm = sum(2 * M * K * N for M, K, N in shapes) * steps
     flops_train = train_flops(learner, m)

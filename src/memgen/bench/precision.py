@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from memgen.run_cost import mlp_step_shapes
+
 GOALS = {"resnet_bf16_over_fp32": 1.4, "mlp_bf16_over_bare_bf16_mm": 0.7, "mlp_fp32_over_bare_fp32_mm": 0.7,
          "mlp_bf16_over_eager_fp32": 2.0, "mlp_demo_model_s": 3.0}
 
@@ -101,17 +103,6 @@ def bench_resnet(quick: bool = False) -> dict:
 
 
 # -------------------------------------------------------------------------------------------------- MLP
-def mm_shapes(sizes, batch):
-    """The matrix products ``(M, K, N)`` of one MLP training step: forward, weight gradient, and input gradient
-    (not for the first layer)."""
-    shapes = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        shapes += [(batch, a, b), (a, batch, b)]
-    for a, b in list(zip(sizes[:-1], sizes[1:]))[1:]:
-        shapes.append((batch, b, a))
-    return shapes
-
-
 def bench_mlp(mnist, quick: bool = False) -> dict:
     """The MLP loop as the estimator runs it (compiled, ``parallel`` models per call: the learner's CPU default, one
     per torch thread) and eager, in both precisions, against bare products of exactly its batched shapes in each
@@ -135,7 +126,7 @@ def bench_mlp(mnist, quick: bool = False) -> dict:
     for models in sorted({k, 1}, reverse=True):
         subsets = np.stack([est.subset_indices(len(y_train), m, 0, q) for q in range(models)])
         seeds = list(range(models))
-        shapes = mm_shapes(bf16.sizes, B)
+        shapes = mlp_step_shapes(bf16.sizes, B)
         product = torch.mm if models == 1 else torch.bmm    # the learner's own choice of kernel
         mats = {}
         for dtype in (torch.bfloat16, torch.float32):
