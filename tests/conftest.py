@@ -42,6 +42,17 @@ def single_torch_thread():
     torch.set_num_threads(before)
 
 
+def recipe(**settings) -> dict:
+    """A training recipe as the workflow passes it: ``settings`` with the schema's defaults for every other key
+    (workflow/schemas/retrieval.schema.yaml, $defs/recipe)."""
+    from snakemake.utils import validate
+
+    entry = {"backbone": {"any": {"arch": "mnist_cnn", "epochs": 1, **settings}}}
+    validate(entry, str(REPO / "workflow/schemas/retrieval.schema.yaml"))
+    return {k: v for k, v in entry["backbone"]["any"].items() if k not in ("split_epochs", "flip_average",
+                                                                            "translate_average")}
+
+
 def bit_blobs(n=400, n_test=200, d=64, n_classes=2, seed=0):
     """Binary inputs drawn around a prototype per class (each bit flipped with probability 0.25)."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ from memgen.influence import estimator as mz
 from memgen.influence.learners import (LEARNERS, KNNLearner, Learner, LinearProbe, LUTLearner, MLPLearner, knn_vote,
                                       register_learner, scores_from_logits)
 
-from conftest import REPO
+from conftest import REPO, recipe
 from synthetic import SyntheticLearner
 
 
@@ -193,8 +193,7 @@ def test_net_learner_is_a_pure_function_of_subset_and_seed():
     x_train, x_test = rng.integers(0, 256, (64, 16, 16, 1), dtype=np.uint8), rng.integers(0, 256, (20, 16, 16, 1),
                                                                                           dtype=np.uint8)
     y_train, y_test = rng.integers(0, 3, 64), rng.integers(0, 3, 20)
-    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "schedule": "onecycle",
-                "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": False, "flip": False, "pad": 4, "max_steps": 2}
+    settings = recipe(arch="mnist_cnn", epochs=1, batch_size=16, lr=0.05, augment=False, flip=False, max_steps=2)
     learner = NetLearner(x_train, y_train, x_test, y_test, settings, device="cpu")
     subs, seeds = subsets_and_seeds(64, [44, 44])
     out = learner.fit_predict(subs, seeds)

@@ -4,7 +4,10 @@ import torch
 
 from memgen.runtime import seed_everything
 from memgen.nets import LeNet, MnistCNN, build_net, count_parameters
-from memgen.train import augment_batch, channel_stats, embed, load_checkpoint, lr_factor, predict_logits, recipe_kwargs, save_checkpoint, train_classifier
+from memgen.train import (Lookahead, alternating_flips, augment_batch, channel_stats, embed, load_checkpoint, lr_factor,
+                          predict_logits, recipe_kwargs, save_checkpoint, train_classifier)
+
+from conftest import recipe
 
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
@@ -110,6 +113,129 @@ def test_lr_schedules():
         lr_factor("linear", 0.5)
 
 
+def test_triangle_schedule_rises_to_its_peak_then_falls_to_a_floor():
+    assert lr_factor("triangle", 0.0) == pytest.approx(0.2)
+    assert lr_factor("triangle", 0.23) == pytest.approx(1.0)
+    assert lr_factor("triangle", 1.0) == pytest.approx(0.07)
+    assert lr_factor("triangle", 0.1) < lr_factor("triangle", 0.2) and lr_factor("triangle", 0.5) > lr_factor("triangle", 0.9)
+
+
+def test_alternating_flips_mirror_each_image_in_one_of_every_two_epochs():
+    first = alternating_flips(1000, 0, torch.Generator().manual_seed(0))
+    assert 400 < int(first.sum()) < 600
+    assert bool((first ^ alternating_flips(1000, 1, first=first)).all())
+    assert torch.equal(alternating_flips(1000, 2, first=first), first)
+
+
+def test_training_with_alternating_flips_mirrors_each_image_every_other_epoch(monkeypatch):
+    import memgen.train as train
+
+    x, y = _toy_images(64, size=8, channels=1)
+    masks, batches = [], []
+    original = train.augment_batch
+
+    def spy(xb, gen, pad=4, flip=True, flip_mask=None):
+        masks.append(flip_mask)
+        return original(xb, gen, pad=pad, flip=flip, flip_mask=flip_mask)
+
+    monkeypatch.setattr(train, "augment_batch", spy)
+    train_classifier(MnistCNN(num_classes=4, image_size=8), x, y, epochs=3, batch_size=16, alternating_flip=True,
+                     device="cpu", show_progress=False, record=lambda epoch, idx, *_: batches.append((epoch, idx)))
+    flipped = np.zeros((3, 64), dtype=int)
+    for (epoch, idx), mask in zip(batches, masks):
+        flipped[epoch, idx.numpy()] = mask.numpy()
+    assert (flipped[0] ^ flipped[1]).all() and (flipped[0] == flipped[2]).all() and 16 < flipped[0].sum() < 48
+
+
+def test_lookahead_pulls_the_network_to_its_average_every_few_steps():
+    model = torch.nn.Linear(2, 1)
+    start = model.weight.detach().clone()
+    average = Lookahead(model, every=2, base=0.5)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.step(1, total_steps=4)                      # not a multiple of every: the network is left alone
+    torch.testing.assert_close(model.weight.detach(), start + 1)
+    average.step(2, total_steps=4)                      # forgets at 0.5 ** 2 * (2 / 4) ** 3
+    decay = 0.5 ** 2 * 0.5 ** 3
+    blended = decay * start + (1 - decay) * (start + 1)
+    torch.testing.assert_close(model.weight.detach(), blended)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    average.finish()                                    # the network ends as the average
+    torch.testing.assert_close(model.weight.detach(), blended)
+
+
+def test_bias_lr_scale_moves_only_the_biases_faster():
+    x, y = _toy_images(64, size=16, channels=1)
+
+    def one_step(scale):
+        seed_everything(0)
+        model = MnistCNN(num_classes=4, image_size=16)
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        train_classifier(model, x, y, epochs=1, batch_size=32, lr=0.05, max_steps=1, bias_lr_scale=scale,
+                         device="cpu", show_progress=False)
+        return {k: v.detach() - before[k] for k, v in model.named_parameters()}
+
+    plain, scaled = one_step(1.0), one_step(10.0)
+    for name, step in plain.items():
+        expected = 10 * step if name.endswith("bias") else step
+        torch.testing.assert_close(scaled[name], expected, rtol=1e-3, atol=1e-6)
+    assert any(name.endswith("bias") and step.abs().max() > 0 for name, step in plain.items())
+
+
+def test_patch_whitening_decorrelates_the_training_patches():
+    from memgen.nets import PatchWhitening
+
+    rng = np.random.default_rng(0)
+    base = torch.from_numpy(rng.normal(size=(300, 1, 12, 12))).float()
+    x = torch.cat([base, 0.5 * base + 0.1 * torch.randn(300, 1, 12, 12), -base], 1)   # strongly correlated channels
+    layer = PatchWhitening(3, 2)
+    layer.fit(x)
+    z = layer(x)
+    assert z.shape == (300, 24, 11, 11)
+    half = z[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = (half.T @ half / len(half)).detach()
+    # unit variance along the data's directions (a direction with no variance stays at 0), no correlation
+    off = covariance - torch.diag(covariance.diag())
+    assert off.abs().max() < 0.02
+    assert (covariance.diag()[:8] > 0.9).all()
+    torch.testing.assert_close(z[:, 12:], -z[:, :12] + 2 * layer.bias[12:].view(1, -1, 1, 1))
+    assert not layer.weight.requires_grad and layer.bias.requires_grad
+
+
+def test_airbench_and_whitened_resnet_fit_their_first_layer_and_learn():
+    x, y = _toy_images(256)
+    for arch, kwargs in (("airbench", {"widths": (16, 32, 32)}), ("resnet20_whitened", {})):
+        seed_everything(0)
+        model = build_net(arch, num_classes=4, **kwargs)
+        metrics = train_classifier(model, x, y, epochs=4, batch_size=32, lr=0.2 if arch == "airbench" else 0.05,
+                                   schedule="triangle", momentum=0.85, bias_lr_scale=8.0, lookahead=True,
+                                   label_smoothing=0.2, alternating_flip=True, pad=2, device="cpu", seed=0,
+                                   x_val=x[:64], y_val=y[:64], show_progress=False)
+        assert model.whiten.weight.abs().sum() > 0                      # fitted to the images, not left at init
+        assert metrics["val_accuracy"] > 0.6, (arch, metrics["val_accuracy"])
+        assert metrics["lookahead"] and metrics["alternating_flip"] and metrics["bias_lr_scale"] == 8.0
+        clone = build_net(model.config)
+        clone.load_state_dict(model.state_dict())
+        np.testing.assert_allclose(predict_logits(clone, x[:8], "cpu"), predict_logits(model, x[:8], "cpu"))
+
+
+def test_translate_average_adds_the_shifted_views_at_a_quarter_each():
+    x, _ = _toy_images(6)
+    model = build_net("airbench", num_classes=4, widths=(8, 16, 16)).eval()
+    model.init_from_images(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255)
+    emb, logits = embed(model, x, "cpu", precision="fp32", flip_average=True, translate_average=True)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+
+    def both_views(images):
+        e, _ = embed(model, np.ascontiguousarray(images), "cpu", precision="fp32", flip_average=True)
+        return e
+
+    expected = both_views(x) / 2 + (both_views(padded[:, :-2, :-2]) + both_views(padded[:, 2:, 2:])) / 4
+    np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logits, model.fc(torch.from_numpy(emb)).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_training_reduces_loss_and_predicts():
     x, y = _toy_images(256)
     model = resnet20(4)
@@ -146,8 +272,7 @@ def test_training_is_deterministic_given_seed():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-RECIPE = {"arch": "mnist_cnn", "epochs": 2, "batch_size": 32, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4,
-          "label_smoothing": 0.0, "augment": True, "flip": True, "pad": 4, "max_steps": None}
+RECIPE = recipe(arch="mnist_cnn", epochs=2, batch_size=32, lr=0.1)
 
 
 def test_recipe_settings_reach_the_optimizer():

@@ -14,6 +14,8 @@ from memgen.nets import build_net
 from memgen.runtime import NO_NATIVE_BF16_ENV, cpu_has_native_bf16, resolve_precision
 from memgen.train import embed, predict_logits, train_classifier
 
+from conftest import recipe
+
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
@@ -182,10 +184,8 @@ def test_net_learner_passes_its_precision_to_training(monkeypatch):
     import memgen.train as train
 
     x, y = toy_images(48)
-    learner = NetLearner(x[:32], y[:32], x[32:], y[32:], {"arch": "resnet20", "epochs": 1, "batch_size": 16,
-                                                         "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
-                                                         "label_smoothing": 0.0, "augment": False, "flip": False,
-                                                         "pad": 4, "max_steps": 2}, n_classes=4, device="cpu",
+    learner = NetLearner(x[:32], y[:32], x[32:], y[32:], recipe(arch="resnet20", epochs=1, batch_size=16, lr=0.05,
+                                                                augment=False, flip=False, max_steps=2), n_classes=4, device="cpu",
                          precision="bf16")
     assert learner.precision == "bf16" and learner.name.endswith("_bf16")
     seen, original = [], train.train_classifier

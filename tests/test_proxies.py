@@ -15,6 +15,8 @@ from memgen.proxies import (LearningSpeed, LearningSpeedRecorder, agreement, fro
 from memgen.runtime import seed_everything
 from memgen.train import learning_speed, train_classifier
 
+from conftest import recipe
+
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
@@ -125,10 +127,9 @@ def test_net_learner_records_training_positions_of_its_subset():
     x, y, _ = images(n=96)
     subset = np.sort(np.random.default_rng(1).choice(96, 48, replace=False))
     rec = LearningSpeedRecorder(96, models=[5])
-    learner = NetLearner(x, y, x[:8], y[:8], settings={"arch": "mnist_cnn", "epochs": 2, "batch_size": 16, "lr": 0.05,
-                                                       "augment": False, "flip": False, "schedule": "onecycle",
-                                                       "weight_decay": 0.0, "label_smoothing": 0.0, "pad": 0,
-                                                       "max_steps": None}, device="cpu", record=rec)
+    learner = NetLearner(x, y, x[:8], y[:8], settings=recipe(arch="mnist_cnn", epochs=2, batch_size=16, lr=0.05,
+                                                              augment=False, flip=False, weight_decay=0.0, pad=0),
+                         device="cpu", record=rec)
     learner.fit_predict([subset], [5])
     count = rec.arrays()["count"][0]
     assert count.shape == (2, 96) and (count <= 1).all()

@@ -15,10 +15,13 @@ from memgen.nets import MnistCNN
 from memgen.runtime import seed_everything
 from memgen.train import save_training_state, train_classifier
 
+from conftest import recipe
+
 REPO = Path(__file__).resolve().parents[1]
 
-# One training job: a small CNN on random 16x16 images, with augmentation (crop + flip draws from the generator),
-# validation every epoch and a onecycle schedule, so every piece of state that resuming must restore is in use.
+# One training job: a small CNN on random 16x16 images, with augmentation (crop draws from the generator,
+# alternating flips), Lookahead weight averaging, validation every epoch and a onecycle schedule, so every piece of
+# state that resuming must restore is in use.
 TRAIN_JOB = """
 import sys
 import numpy as np
@@ -35,8 +38,9 @@ y = rng.integers(0, 4, 96)
 seed_everything(3)
 model = MnistCNN(num_classes=4, image_size=16)
 metrics = train_classifier(model, x[:80], y[:80], epochs=8, batch_size=8, lr=0.05, augment=True, pad=2,
-                           device="cpu", seed=3, x_val=x[80:], y_val=y[80:], show_progress=False,
-                           resume_path=resume, checkpoint_every_s=every)
+                           alternating_flip=True, lookahead=True, bias_lr_scale=4.0, device="cpu", seed=3,
+                           x_val=x[80:], y_val=y[80:], show_progress=False, resume_path=resume,
+                           checkpoint_every_s=every)
 torch.save({"state": model.state_dict(), "val_curve": metrics["val_curve"], "loss_curve": metrics["loss_curve"],
             "resumed_at_step": metrics["resumed_at_step"], "steps": metrics["steps"]}, out)
 """
@@ -134,8 +138,7 @@ def test_net_learner_rerun_skips_finished_networks_and_never_reuses_other_settin
     x_train, x_test = (rng.integers(0, 256, (m, 16, 16, 1), dtype=np.uint8) for m in (48, 12))
     y_train, y_test = rng.integers(0, 3, 48), rng.integers(0, 3, 12)
     subsets, seeds = [np.arange(0, 40), np.arange(8, 48)], [11, 12]
-    settings = {"arch": "mnist_cnn", "epochs": 1, "batch_size": 16, "lr": 0.05, "schedule": "onecycle",
-                "weight_decay": 5e-4, "label_smoothing": 0.0, "augment": False, "flip": False, "pad": 4, "max_steps": None}
+    settings = recipe(arch="mnist_cnn", epochs=1, batch_size=16, lr=0.05, augment=False, flip=False)
 
     def learner(**changes):
         net = NetLearner(x_train, y_train, x_test, y_test, {**settings, **changes}, device="cpu")

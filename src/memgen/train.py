@@ -1,9 +1,10 @@
 """Backbone training and inference on uint8 image arrays.
 
 * :func:`train_classifier` trains any :mod:`memgen.nets` network with SGD + Nesterov momentum, a per-step
-  learning-rate schedule (``onecycle``, ``cosine``, ``step`` or ``constant``), optional label smoothing and
-  batched tensor-side augmentation (random crop with zero padding + horizontal flip) done on the training
-  device. The whole training set lives on the device as uint8; the model runs channels_last, under bf16
+  learning-rate schedule (``onecycle``, ``cosine``, ``step``, ``triangle`` or ``constant``), optional label
+  smoothing and batched tensor-side augmentation (random crop with zero padding + horizontal flip, random or
+  alternating) done on the training device; optionally the biases at a scaled learning rate and Lookahead
+  weight averaging (the fast-training recipes of Page 2019 and Jordan 2024). The whole training set lives on the device as uint8; the model runs channels_last, under bf16
   autocast where ``precision`` resolves to bf16 (:func:`memgen.runtime.resolve_precision`: CUDA and CPUs with
   native bf16; weights, loss and optimizer state stay fp32). Input normalization (per-channel mean/std of the
   *training* images) is stored in the model. On CPU, training is deterministic given ``seed`` (same thread
@@ -37,11 +38,11 @@ from memgen.data import check_images
 from memgen.nets import build_net, count_parameters
 from memgen.runtime import atomic_path, autocast, progress, resolve_device, resolve_precision, seed_everything
 
-SCHEDULES = ("onecycle", "cosine", "step", "constant")
+SCHEDULES = ("onecycle", "cosine", "step", "triangle", "constant")
 # The keys of a training recipe (config retrieval.backbone.<dataset>, influence learner 'net' settings); their
 # defaults are in workflow/schemas/retrieval.schema.yaml ($defs/recipe), which fills them into the config.
-RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "weight_decay", "label_smoothing", "augment", "flip", "pad",
-               "max_steps")
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "momentum", "weight_decay", "bias_lr_scale", "lookahead",
+               "label_smoothing", "augment", "flip", "alternating_flip", "pad", "max_steps")
 
 
 # ------------------------------------------------------------------------------------------- array helpers
@@ -70,11 +71,13 @@ def channel_stats(x_uint8: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, n
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
-    """Random crop after ``pad`` pixels of zero padding, and random horizontal flip, for a whole batch.
+def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True,
+                  flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Random crop after ``pad`` pixels of zero padding, and horizontal flip, for a whole batch.
 
     ``x`` is a uint8 (or float) tensor ``[B, C, H, W]`` on any device; the random draws come from the CPU
     ``generator`` (so CPU and GPU runs see the same augmentation) and the indexing runs on ``x``'s device.
+    The flips are random, or ``flip_mask`` (bool ``[B]``) where given.
     """
     b, c, h, w = x.shape
     dev = x.device
@@ -87,9 +90,52 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, fli
         x = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
                    rows, cols]
     if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(dev)
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+        mask = (torch.rand(b, generator=generator) < 0.5) if flip_mask is None else flip_mask
+        x = torch.where(mask.to(dev)[:, None, None, None], x.flip(3), x)
     return x
+
+
+def alternating_flips(n: int, epoch: int, generator: torch.Generator | None = None,
+                      first: torch.Tensor | None = None) -> torch.Tensor:
+    """Which of ``n`` training images are mirrored in ``epoch`` under alternating flips (Jordan 2024): a random
+    half in epoch 0 (``first``, drawn from ``generator`` when not given), the other half in epoch 1, and so on, so
+    every image is seen both ways in every two epochs instead of by chance."""
+    if first is None:
+        first = torch.rand(n, generator=generator) < 0.5
+    return first ^ bool(epoch % 2)
+
+
+class Lookahead:
+    """Lookahead weight averaging as the fast-training recipe uses it (Zhang et al. 2019; Jordan 2024): every
+    ``every`` steps an average of the weights and BatchNorm statistics moves towards the network and the network
+    is reset to that average; the average forgets at ``base ** every * progress ** 3``, so early training keeps
+    almost nothing and late training averages over its last steps. :meth:`finish` puts the average in the network."""
+
+    def __init__(self, model: torch.nn.Module, every: int = 5, base: float = 0.95):
+        self.model, self.every, self.base = model, every, base
+        self.average = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def step(self, step: int, total_steps: int) -> None:
+        if step % self.every == 0:
+            self._blend(self.base ** self.every * (step / total_steps) ** 3)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        self._blend(1.0)
+
+    def _blend(self, decay: float) -> None:
+        state = self.model.state_dict()
+        for name, average in self.average.items():
+            average.lerp_(state[name], 1 - decay)
+            state[name].copy_(average)
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().cpu() for k, v in self.average.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            self.average[name].copy_(value)
 
 
 def lr_factor(schedule: str, progress_frac: float, warmup_frac: float = 0.0) -> float:
@@ -98,6 +144,7 @@ def lr_factor(schedule: str, progress_frac: float, warmup_frac: float = 0.0) -> 
     * ``onecycle``: linear warm-up from 1/25 of the peak over ``warmup_frac`` (default 0.15), then cosine to 0.
     * ``cosine``: optional linear warm-up over ``warmup_frac``, then cosine to 0.
     * ``step``: He et al. 2016 -- divide by 10 at 50% and at 75% of training (32k/48k of 64k iterations).
+    * ``triangle``: Jordan 2024 -- linear from 0.2 to 1 at 23% of training, then linear to 0.07.
     * ``constant``: 1.
     """
     t = float(progress_frac)
@@ -112,6 +159,8 @@ def lr_factor(schedule: str, progress_frac: float, warmup_frac: float = 0.0) -> 
         return 0.5 * (1 + math.cos(math.pi * (t - warmup_frac) / max(1 - warmup_frac, 1e-9)))
     if schedule == "step":
         return 1.0 if t < 0.5 else (0.1 if t < 0.75 else 0.01)
+    if schedule == "triangle":
+        return 0.2 + 0.8 * t / 0.23 if t < 0.23 else 1.0 - 0.93 * (t - 0.23) / 0.77
     if schedule == "constant":
         return 1.0
     raise ValueError(f"unknown schedule '{schedule}'; use one of {SCHEDULES}")
@@ -127,15 +176,17 @@ def recipe_kwargs(settings: dict) -> dict:
                          "workflow/schemas/retrieval.schema.yaml ($defs/recipe fills the defaults)")
     s = settings
     return {"epochs": int(s["epochs"]), "batch_size": int(s["batch_size"]), "lr": float(s["lr"]),
-            "schedule": s["schedule"], "weight_decay": float(s["weight_decay"]),
+            "schedule": s["schedule"], "momentum": float(s["momentum"]), "weight_decay": float(s["weight_decay"]),
+            "bias_lr_scale": float(s["bias_lr_scale"]), "lookahead": bool(s["lookahead"]),
             "label_smoothing": float(s["label_smoothing"]), "augment": bool(s["augment"]), "flip": bool(s["flip"]),
-            "pad": int(s["pad"]), "max_steps": s["max_steps"]}
+            "alternating_flip": bool(s["alternating_flip"]), "pad": int(s["pad"]), "max_steps": s["max_steps"]}
 
 
 def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, *, epochs: int = 30,
                      batch_size: int = 128, lr: float = 0.1, schedule: str = "onecycle", augment: bool = True,
                      label_smoothing: float = 0.0, device: str = "auto", seed: int = 0,
                      weight_decay: float = 5e-4, momentum: float = 0.9, nesterov: bool = True,
+                     bias_lr_scale: float = 1.0, lookahead: bool = False, alternating_flip: bool = False,
                      warmup_frac: float = 0.0, pad: int = 4, flip: bool | None = None,
                      x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, eval_every: int = 1,
                      max_steps: int | None = None, precision: str = "auto", channels_last: bool | None = None,
@@ -148,9 +199,13 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     (``train_time_s`` excludes validation), ``images_per_s``, ``device``, ``precision`` and the settings.
 
     SGD with (Nesterov) momentum; ``weight_decay`` applies to conv/linear weights, not to BatchNorm or biases.
-    ``lr`` is the peak learning rate of the per-step ``schedule`` (see :func:`lr_factor`); the last partial
-    batch of each epoch is dropped. ``flip`` defaults to ``augment`` (set it False for digits); ``pad`` is the
-    random-crop padding.
+    ``lr`` is the peak learning rate of the per-step ``schedule`` (see :func:`lr_factor`); the biases (BatchNorm's
+    and the layers') learn at ``bias_lr_scale`` times it; the last partial batch of each epoch is dropped.
+    ``lookahead``: :class:`Lookahead` weight averaging, whose average the trained network ends with. ``flip``
+    defaults to ``augment`` (set it False for digits), ``alternating_flip`` mirrors each image in every other
+    epoch (:func:`alternating_flips`) instead of at random; ``pad`` is the random-crop padding. A network with
+    layers fitted to the data (:meth:`memgen.nets._Normalized.init_from_images`) fits them to the first 5,000
+    training images.
     ``precision`` (``auto``/``fp32``/``bf16``, see :func:`memgen.runtime.resolve_precision`) chooses bf16
     autocast for the forward and backward pass; ``channels_last`` defaults to on.
     ``max_steps`` truncates training (the schedule is laid out over the truncated length).
@@ -188,6 +243,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     gen = torch.Generator().manual_seed(seed)
     mean, std = channel_stats(x_uint8)
     model.set_normalization(mean, std)
+    model.init_from_images(as_nchw(x_uint8[:5000]).float().div_(255))
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -203,12 +259,16 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         total_steps = min(total_steps, max_steps)
     if total_steps <= 0:
         raise ValueError(f"no training steps (epochs={epochs}, max_steps={max_steps})")
-    decay, no_decay = [], []
+    groups = {"weights": [], "biases": [], "scales": []}
     for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
+        if p.requires_grad:
+            groups["weights" if p.ndim > 1 else "biases" if name.endswith("bias") else "scales"].append(p)
+    opt = torch.optim.SGD([{"params": groups["weights"], "weight_decay": weight_decay, "peak_lr": lr},
+                           {"params": groups["biases"], "weight_decay": 0.0, "peak_lr": lr * bias_lr_scale},
+                           {"params": groups["scales"], "weight_decay": 0.0, "peak_lr": lr}],
                           lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+    average = Lookahead(model) if lookahead else None
+    first_flips = torch.rand(n, generator=gen) < 0.5 if alternating_flip else None
 
     loss_curve, acc_curve, step_loss, val_curve = [], [], [], []
     log_every = max(1, total_steps // 200)
@@ -217,7 +277,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     run_key = resume_key(model, x_uint8, y, {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule, "augment": augment,
         "label_smoothing": label_smoothing, "device": device, "seed": seed, "weight_decay": weight_decay,
-        "momentum": momentum, "nesterov": nesterov, "warmup_frac": warmup_frac, "pad": pad, "flip": flip,
+        "momentum": momentum, "nesterov": nesterov, "bias_lr_scale": bias_lr_scale, "lookahead": lookahead,
+        "alternating_flip": alternating_flip, "warmup_frac": warmup_frac, "pad": pad, "flip": flip,
         "eval_every": eval_every, "max_steps": max_steps, "precision": precision, "channels_last": channels_last,
         "n_val": None if x_val is None else len(x_val)}) if resume_path else None
     if resume_path and record is not None and not hasattr(record, "state_dict"):
@@ -229,6 +290,10 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
         restore_rng(resumed["rng"], gen)
+        if average is not None:
+            average.load_state_dict(resumed["lookahead"])
+        if first_flips is not None:
+            first_flips = resumed["first_flips"]
         if record is not None:
             record.load_state_dict(resumed["record"])
         start_epoch, start_batch, perm = resumed["epoch"], resumed["batch"], resumed["perm"].to(device)
@@ -259,19 +324,23 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                                         loss_sum=loss_sum, correct=correct, seen=seen,
                                         curves={"loss": loss_curve, "acc": acc_curve, "step": step_loss,
                                                 "val": val_curve},
-                                        record=None if record is None else record.state_dict())
+                                        record=None if record is None else record.state_dict(),
+                                        lookahead=None if average is None else average.state_dict(),
+                                        first_flips=first_flips)
                     last_save = time.perf_counter()
                     if stop.signum:
                         bar.close()
                         print(f"{signal.Signals(stop.signum).name} at step {step} of {total_steps}: training state "
                               f"saved to {resume_path}; a rerun resumes from it", flush=True)
                         stop.deliver()
+                factor = lr_factor(schedule, step / total_steps, warmup_frac)
                 for group in opt.param_groups:
-                    group["lr"] = lr * lr_factor(schedule, step / total_steps, warmup_frac)
+                    group["lr"] = group["peak_lr"] * factor
                 idx = perm[b * bs:(b + 1) * bs]
                 xb = x_all[idx]
                 if augment or flip:
-                    xb = augment_batch(xb, gen, pad=pad if augment else 0, flip=flip)
+                    flip_mask = None if first_flips is None else alternating_flips(n, epoch, first=first_flips)[idx.cpu()]
+                    xb = augment_batch(xb, gen, pad=pad if augment else 0, flip=flip, flip_mask=flip_mask)
                 xb = xb.float().div_(255)
                 if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
@@ -282,6 +351,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if average is not None:
+                    average.step(step + 1, total_steps)
                 loss_d = loss.detach()
                 if record is not None:
                     prob = torch.softmax(logits.detach().float(), 1).gather(1, yb[:, None])[:, 0]
@@ -295,6 +366,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                 images += len(idx)
                 bar.update(1)
             perm = None
+            if average is not None and step >= total_steps:
+                average.finish()   # the network ends as the average (validated below)
             if is_cuda:
                 torch.cuda.synchronize()
             train_time += time.perf_counter() - t0
@@ -317,6 +390,7 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         "loss_curve": loss_curve, "train_acc_curve": acc_curve, "step_loss": step_loss, "val_curve": val_curve,
         "epochs": epochs, "epochs_run": n_epochs, "steps": step, "batch_size": bs, "lr": lr, "schedule": schedule,
         "warmup_frac": warmup_frac, "weight_decay": weight_decay, "momentum": momentum,
+        "bias_lr_scale": bias_lr_scale, "lookahead": bool(lookahead), "alternating_flip": bool(alternating_flip),
         "label_smoothing": label_smoothing, "augment": bool(augment), "flip": bool(flip), "pad": pad, "seed": seed,
         "device": device, "precision": precision,
         "channels_last": bool(channels_last), "torch_threads": torch.get_num_threads(),
@@ -469,18 +543,29 @@ def predict_logits(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "a
 
 
 def embed(model: torch.nn.Module, x_uint8: np.ndarray, device: str = "auto", batch_size: int | None = None,
-          precision: str = "auto", flip_average: bool = False) -> tuple[np.ndarray, np.ndarray]:
+          precision: str = "auto", flip_average: bool = False,
+          translate_average: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The model's embedding ``[N, D]`` (ResNet-20: 64-d after global average pooling) and its logits
     ``[N, n_classes]`` (``fc`` of that embedding: the same values as :func:`predict_logits`) for uint8 images,
-    from one pass through the network. ``flip_average``: the embedding is the mean over the image and its
-    mirror image (flip test-time augmentation; the logits, ``fc`` of it, are then the mean of both views' logits)."""
-    def both(xb):
+    from one pass through the network. Test-time augmentation averages the embedding over views of each image
+    (the logits, ``fc`` of it, are then the average of the views' logits): ``flip_average``, the image and its
+    mirror; ``translate_average`` adds the image shifted one pixel up-left and one down-right (reflected edges),
+    weighted 1/4 each against 1/2 for the unshifted one (Jordan 2024), each with its mirror under ``flip_average``."""
+    def views(xb):
         emb = model.embed(xb)
-        if flip_average:
-            emb = (emb + model.embed(xb.flip(3))) / 2
+        return (emb + model.embed(xb.flip(3))) / 2 if flip_average else emb
+
+    def average(xb):
+        emb = views(xb)
+        if translate_average:
+            padded = F.pad(xb, (1, 1, 1, 1), mode="reflect")
+            h, w = xb.shape[2:]
+            shifted = (views(padded[:, :, :h, :w].contiguous(memory_format=torch.channels_last))
+                       + views(padded[:, :, 2:, 2:].contiguous(memory_format=torch.channels_last)))
+            emb = emb / 2 + shifted / 4
         return emb, model.fc(emb)
 
-    emb, logits = _run(model, x_uint8, device, batch_size, precision, both)
+    emb, logits = _run(model, x_uint8, device, batch_size, precision, average)
     return emb, logits
 
 

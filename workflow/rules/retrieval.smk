@@ -55,6 +55,7 @@ rule embed:
         device=config["device"],
         precision=config["precision"],
         flip_average=lambda wc: RETRIEVAL["backbone"][wc.dataset]["flip_average"],
+        translate_average=lambda wc: RETRIEVAL["backbone"][wc.dataset]["translate_average"],
     log:
         "results/logs/embed/{dataset}/{split}.log",
     benchmark:

@@ -34,7 +34,8 @@ def backbone_settings(dataset, split):
     a train_backbone job's params, so that changing one split's epochs reruns that split's backbone only."""
     settings = dict(RETRIEVAL["backbone"][dataset])
     split_epochs = settings.pop("split_epochs")
-    settings.pop("flip_average")   # how the embed job uses the network, not how it is trained
+    for key in ("flip_average", "translate_average"):   # how the embed job uses the network, not how it is trained
+        settings.pop(key)
     return {**settings, "epochs": split_epochs.get(split, settings["epochs"])}
 
 

@@ -69,19 +69,20 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, proxie
 
 
 def embed_split(cache_path, split_path, checkpoint_path, out_path, *, device: str = "auto",
-                precision: str = "auto", flip_average: bool = False) -> None:
+                precision: str = "auto", flip_average: bool = False, translate_average: bool = False) -> None:
     """Embeddings and logits (one pass) of train / val / test, with labels and dataset ids (``{part}_emb`` ...),
-    the ``precision`` they were computed in and whether they are averaged with the mirror images
-    (``flip_average``, see :func:`memgen.train.embed`)."""
+    the ``precision`` they were computed in and the test-time views they average (``flip_average``,
+    ``translate_average``, see :func:`memgen.train.embed`)."""
     parts, sp = load_split_images(cache_path, split_path)
     model, _ = load_checkpoint(checkpoint_path, device=resolve_device(device))
     precision = resolve_precision(precision, resolve_device(device))
     arrays = {"n_classes": np.int64(sp.n_classes), "test_group": sp.test_group,
               "class_names": np.asarray(sp.class_names), "precision": np.asarray(precision),
-              "flip_average": np.asarray(bool(flip_average))}
+              "flip_average": np.asarray(bool(flip_average)), "translate_average": np.asarray(bool(translate_average))}
     for part, (x, y, ids) in parts.items():
         arrays[f"{part}_emb"], arrays[f"{part}_logits"] = embed(model, x, device=device, precision=precision,
-                                                                flip_average=flip_average)
+                                                                flip_average=flip_average,
+                                                                translate_average=translate_average)
         arrays[f"{part}_y"], arrays[f"{part}_ids"] = np.asarray(y, dtype=np.int64), np.asarray(ids, dtype=np.int64)
     save_npz(out_path, **arrays)
 
