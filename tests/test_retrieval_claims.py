@@ -116,3 +116,14 @@ def test_rare_subgroup_claims_need_the_rare_classes_in_the_test_set():
     assert rows[0]["statistic"] == f"paired bootstrap over {int(np.isin(group, [1, 3]).sum())} test examples"
     with pytest.raises(ValueError, match="no test example of the rare classes"):
         retrieval_claims([p], ks=[1], gate_ks=[], transformer_k=10, rare_classes=[11], data={"cifar10": "x"})
+
+
+def test_an_extra_backbones_memory_on_full_gets_the_table1_claims_at_its_own_scale():
+    own = full_split()
+    fast = SplitPredictions("cifar10", "full@fast", own.y, own.preds, own.train_y, own.test_group, "airbench94", 10)
+    rows = retrieval_claims([own, fast], ks=[1, 10], gate_ks=[1, 10], transformer_k=10, rare_classes=[1, 3],
+                            data={"cifar10": "cifar10-jpeg.tar.gz"})
+    one = [r for r in rows if r["claim"] == "1-NN over the memory is a bit below the network"]
+    assert [r["scale"].split(" on ")[0] for r in one] == ["12-epoch ResNet-20", "10-epoch airbench94"]
+    assert len(rows) == 2 * len(retrieval_claims([own], ks=[1, 10], gate_ks=[1, 10], transformer_k=10,
+                                                 rare_classes=[1, 3], data={"cifar10": "cifar10-jpeg.tar.gz"}))

@@ -46,6 +46,39 @@ def test_table1_for_another_backbone_names_it():
     assert t.model.tolist() == ["MNIST CNN", "1-NN"] and t.published.isna().all()
 
 
+def test_table1_puts_another_backbone_in_its_own_column_on_the_documents_rows():
+    own = summary(network=0.85, **{"1-NN": 0.80, "Oracle gate 1-NN/network": 0.88})
+    fast = summary(arch="airbench94", network=0.92, **{"1-NN": 0.90, "Oracle gate 1-NN/network": 0.94})
+    t = tables.table1(own, others={"airbench94": fast}).set_index("model")
+    column = "measured, airbench94 as the network"
+    assert list(t.columns) == ["published", "measured", column]
+    assert (t.loc["ResNet-20", "measured"], t.loc["ResNet-20", column]) == (85.0, 92.0)
+    assert (t.loc["Oracle gate 1-NN/ResNet-20", "measured"], t.loc["Oracle gate 1-NN/ResNet-20", column]) == (88.0, 94.0)
+    assert np.isnan(t.loc["10-NN", column])
+
+
+def test_the_tables_keep_each_memory_apart(tmp_path):
+    """An extra backbone's memory on full fills its Table 1 column and is not taken for a long-tailed split."""
+    paths = {}
+    for memory, frame in {"full": summary(network=0.85, **{"1-NN": 0.8}),
+                          "full@fast": summary(arch="airbench94", network=0.92, **{"1-NN": 0.9}),
+                          "lt10": summary("lt10", network=0.7, **{"1-NN": 0.6})}.items():
+        paths[memory] = tmp_path / f"{memory}.csv"
+        frame.assign(memory=memory).to_csv(paths[memory], index=False)
+        pd.DataFrame({"part": ["test"], "metric": ["l2"], "weighting": ["majority"], "k": [1],
+                      "accuracy": [0.8]}).to_csv(tmp_path / f"{memory}_knn.csv", index=False)
+    outputs = {name: tmp_path / f"out_{name}.csv" for name in ("table1", "mnist", "longtail", "accuracy_vs_k")}
+    memories = list(paths)
+    tables.write_tables([("cifar10", m) for m in memories], [paths[m] for m in memories],
+                        [tmp_path / f"{m}_knn.csv" for m in memories], outputs)
+    t1 = pd.read_csv(outputs["table1"]).set_index("model")
+    assert (t1.loc["ResNet-20", "measured"], t1.loc["ResNet-20", "measured, airbench94 as the network"]) == (85.0, 92.0)
+    tail = pd.read_csv(outputs["longtail"])
+    assert set(tail.method) == {"ResNet-20", "1-NN", "ResNet-32 CE (published, CIFAR-10-LT)"}
+    assert set(tail.split) == {"full", "lt10"} and len(tail) == 5
+    assert set(pd.read_csv(outputs["accuracy_vs_k"]).split) == set(memories)
+
+
 def test_longtail_table_adds_the_published_baseline_only_to_lt_splits():
     t = tables.longtail_table([summary("full", network=0.8), summary("lt100", network=0.5), summary("rare", network=0.7)])
     base = t[t.published_baseline.notna()]
@@ -98,7 +131,7 @@ def evaluate(memory, gate_ks=(5,)):
                              gate_ks=list(gate_ks))
     summary = stages.evaluate_stage(d / "emb.npz", d / "nb.npz", d / "g.npz", {}, memory["split"], d / "p.npz",
                                     d / "s.csv", d / "pc.csv", d / "pg.csv", ks=[1, 5], transformer_k=5,
-                                    gate_ks=list(gate_ks), dataset="toy", split="full")
+                                    gate_ks=list(gate_ks), dataset="toy", memory="full")
     return info, summary
 
 

@@ -328,6 +328,8 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert pd.read_csv(smoke_run / "results/tables/seed001_figure1.csv")["gap"].notna().all()
     retrieval = pd.read_csv(smoke_run / "results/tables/seed000_table1.csv")     # the retrieval study's Table 1
     assert retrieval["measured"].notna().all() and pd.api.types.is_numeric_dtype(retrieval["measured"])
+    second = retrieval.set_index("model")["measured, airbench (small) as the network"]  # retrieval.extra_backbones
+    assert second[["ResNet-20", "1-NN", "10-NN Transformer", "Oracle gate 1-NN/ResNet-20"]].notna().all()
     studies = pd.read_csv(smoke_run / "results/tables/influence_summary.csv").set_index("study")
     assert set(studies.index) == {"mnist_mlp", "mnist_knn", "mnist_knn_rerun", "mnist_lut", "cifar10_linear",
                                   "cifar10_linear_rerun", "cifar10_knn", "cifar10_knn_rerun", "cifar10_net"}
@@ -342,7 +344,8 @@ def test_smoke_report_has_every_section_with_numbers(smoke_run):
     assert len(backbone) == 2000 and backbone["passes"].sum() == 4 * 64                 # max_steps x batch_size
     assert backbone.loc[backbone["passes"] > 0, "learn_prob"].between(0, 1).all()
     validation = pd.read_csv(smoke_run / "results/tables/proxies_validation.csv")
-    assert {"mnist_mlp models", "backbone cifar10/full", "embeddings neighbours cifar10/full"} <= set(validation.source)
+    assert {"mnist_mlp models", "backbone cifar10/full", "backbone cifar10/full@airbench",
+            "embeddings neighbours cifar10/full"} <= set(validation.source)
     assert validation["spearman_heldout"].notna().all() and validation["note"].notna().all()
     assert "mnist_lut" not in set(validation.study)                       # another task: not comparable
     runtimes = pd.read_csv(smoke_run / "results/tables/runtimes.csv")
@@ -360,6 +363,8 @@ def test_smoke_report_opens_with_preset_claims_scorecard_and_provenance(smoke_ru
     assert "not meaningful" in text
     claims = pd.read_csv(smoke_run / "results/tables/claims.csv")
     assert set(claims.document) == {"LUT", "Memory", "F&Z"} and set(claims["verdict"]) <= set(VERDICTS)
+    memory_networks = claims.loc[claims.document == "Memory", "scale"].str.split(" on ").str[0]
+    assert set(memory_networks) == {"1-epoch ResNet-20", "1-epoch airbench (small)"}       # each memory's claims
     bounded = claims.dropna(subset=["lo", "hi"])
     assert (bounded["lo"] <= bounded["hi"]).all()
     assert (claims.loc[claims["lo"].isna(), "verdict"] == "inconclusive").all()     # no interval: inconclusive

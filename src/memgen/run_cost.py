@@ -192,7 +192,9 @@ def job_seconds(job: Job, speed: Speed, datasets: dict, splits: dict) -> float:
     """Seconds one job takes on a machine of ``speed``, run alone with its threads."""
     params = job.params
     if job.rule == "train_backbone":
-        name, split = job.wildcards["dataset"], job.wildcards["split"]
+        from memgen.retrieval.stages import parse_memory
+
+        name, split = job.wildcards["dataset"], parse_memory(job.wildcards["memory"])[0]
         s = params["settings"]
         images = s["epochs"] * train_size(name, datasets[name], split, splits)
         img_s = speed.resnet_img_s * BACKBONE_EFFICIENCY / ARCH_COST.get(s.get("arch", "resnet20"), 1.0)

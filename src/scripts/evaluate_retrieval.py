@@ -9,5 +9,5 @@ with log_to(snakemake.log[0]):
                              snakemake.output.summary, snakemake.output.per_class, snakemake.output.per_group,
                              ks=list(snakemake.params.ks), transformer_k=snakemake.params.transformer_k,
                              gate_ks=list(snakemake.params.gate_ks), dataset=snakemake.wildcards.dataset,
-                             split=snakemake.wildcards.split)
+                             memory=snakemake.wildcards.memory)
     print(summary.to_string())

@@ -45,7 +45,7 @@ def _neighbourhood_sets():
 NEIGHBOURHOOD_SETS = _neighbourhood_sets()
 # Backbones of the dataset's own classification task (not the rare split's two groups): the ones an estimate can
 # share examples and labels with.
-SAME_TASK_SPLITS = r"all|full|lt\d+"
+SAME_TASK_SPLITS = r"(all|full|lt\d+)(@\w+)?"
 PROXY_SOURCES = {
     **{f"backbone {d}/{s}": {"path": f"results/retrieval/{d}/{s}/proxies.csv", "dataset": d,
                              "kind": "learning speed, backbone", "study": None}

@@ -1,35 +1,36 @@
 # The memory-augmented classifier: a backbone (ResNet-20 on CIFAR-10, a small CNN on MNIST) whose training
 # embeddings form an explicit memory; k-NN votes, a Transformer over the neighbours and gates between the
-# network and the memory (memgen.retrieval.memory, staged by memgen.retrieval.stages). Per (dataset, split) under
-# results/retrieval/{dataset}/{split}/; the document's Table 1 and the long-tail tables under results/tables/.
+# network and the memory (memgen.retrieval.memory, staged by memgen.retrieval.stages). Per memory (a split and a
+# backbone trained on it) under results/retrieval/{dataset}/{memory}/; the document's Table 1 and the long-tail
+# tables under results/tables/.
 
 
 include: "retrieval_common.smk"
 
 
 rule train_backbone:
-    """Train the dataset's backbone on the split's training part (validation accuracy on its hold-out), recording
+    """Train the memory's backbone on its split's training part (validation accuracy on its hold-out), recording
     the learning speed of every training example (memgen.learning_speed)."""
     input:
         cache="results/data/{dataset}.npz",
-        split="results/splits/{dataset}/{split}.npz",
+        split=memory_split_file,
         code=script_code("train_backbone"),
     output:
-        checkpoint="results/retrieval/{dataset}/{split}/backbone.pt",
-        metrics="results/retrieval/{dataset}/{split}/backbone.json",
-        proxies="results/retrieval/{dataset}/{split}/proxies.csv",
-        proxy_curves="results/retrieval/{dataset}/{split}/proxies.npz",
+        checkpoint="results/retrieval/{dataset}/{memory}/backbone.pt",
+        metrics="results/retrieval/{dataset}/{memory}/backbone.json",
+        proxies="results/retrieval/{dataset}/{memory}/proxies.csv",
+        proxy_curves="results/retrieval/{dataset}/{memory}/proxies.npz",
     params:
-        settings=lambda wc: backbone_settings(wc.dataset, wc.split),
+        settings=lambda wc: backbone_settings(wc.dataset, wc.memory),
         seed=config["seed"],
         device=config["device"],
         precision=config["precision"],
         # Not an output: Snakemake deletes a failed job's outputs, and this file must outlive the failure.
-        resume="results/checkpoints/train_backbone/{dataset}/{split}.pt",
+        resume="results/checkpoints/train_backbone/{dataset}/{memory}.pt",
     log:
-        "results/logs/train_backbone/{dataset}/{split}.log",
+        "results/logs/train_backbone/{dataset}/{memory}.log",
     benchmark:
-        "results/benchmarks/train_backbone/{dataset}/{split}.tsv"
+        "results/benchmarks/train_backbone/{dataset}/{memory}.tsv"
     threads: RETRIEVAL["threads"]
     conda:
         "../../envs/memgen.yaml"
@@ -46,20 +47,20 @@ rule embed:
     """Embeddings (after global average pooling) and logits of the split's train, validation and test images."""
     input:
         cache="results/data/{dataset}.npz",
-        split="results/splits/{dataset}/{split}.npz",
-        checkpoint="results/retrieval/{dataset}/{split}/backbone.pt",
+        split=memory_split_file,
+        checkpoint="results/retrieval/{dataset}/{memory}/backbone.pt",
         code=script_code("embed"),
     output:
-        "results/retrieval/{dataset}/{split}/embeddings.npz",
+        "results/retrieval/{dataset}/{memory}/embeddings.npz",
     params:
         device=config["device"],
         precision=config["precision"],
-        flip_average=lambda wc: RETRIEVAL["backbone"][wc.dataset]["flip_average"],
-        translate_average=lambda wc: RETRIEVAL["backbone"][wc.dataset]["translate_average"],
+        flip_average=lambda wc: backbone_entry(wc.dataset, wc.memory)["flip_average"],
+        translate_average=lambda wc: backbone_entry(wc.dataset, wc.memory)["translate_average"],
     log:
-        "results/logs/embed/{dataset}/{split}.log",
+        "results/logs/embed/{dataset}/{memory}.log",
     benchmark:
-        "results/benchmarks/embed/{dataset}/{split}.tsv"
+        "results/benchmarks/embed/{dataset}/{memory}.tsv"
     threads: RETRIEVAL["threads"]
     conda:
         "../../envs/memgen.yaml"
@@ -74,18 +75,18 @@ rule knn:
     """Exact neighbours (l2 and cosine) of train (leave-one-out), validation and test in the memory; k-NN
     accuracy (majority and distance-weighted) for every k."""
     input:
-        embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
+        embeddings="results/retrieval/{dataset}/{memory}/embeddings.npz",
         code=script_code("knn"),
     output:
-        neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
-        table="results/retrieval/{dataset}/{split}/knn.csv",
+        neighbors="results/retrieval/{dataset}/{memory}/neighbors.npz",
+        table="results/retrieval/{dataset}/{memory}/knn.csv",
     params:
         ks=RETRIEVAL["k"],
         device=config["device"],
     log:
-        "results/logs/knn/{dataset}/{split}.log",
+        "results/logs/knn/{dataset}/{memory}.log",
     benchmark:
-        "results/benchmarks/knn/{dataset}/{split}.tsv"
+        "results/benchmarks/knn/{dataset}/{memory}.tsv"
     threads: RETRIEVAL["threads"]
     conda:
         "../../envs/memgen.yaml"
@@ -100,12 +101,12 @@ rule neighbor_transformer:
     """A Transformer over the query and its k neighbours (one variant), trained on the memory with
     leave-one-out neighbours."""
     input:
-        embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
-        neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
+        embeddings="results/retrieval/{dataset}/{memory}/embeddings.npz",
+        neighbors="results/retrieval/{dataset}/{memory}/neighbors.npz",
         code=script_code("neighbor_transformer"),
     output:
-        logits="results/retrieval/{dataset}/{split}/transformer_{variant}.npz",
-        metrics="results/retrieval/{dataset}/{split}/transformer_{variant}.json",
+        logits="results/retrieval/{dataset}/{memory}/transformer_{variant}.npz",
+        metrics="results/retrieval/{dataset}/{memory}/transformer_{variant}.json",
     wildcard_constraints:
         variant="ce|query_drop|aux",
     params:
@@ -113,9 +114,9 @@ rule neighbor_transformer:
         seed=config["seed"],
         device=config["device"],
     log:
-        "results/logs/neighbor_transformer/{dataset}/{split}/{variant}.log",
+        "results/logs/neighbor_transformer/{dataset}/{memory}/{variant}.log",
     benchmark:
-        "results/benchmarks/neighbor_transformer/{dataset}/{split}/{variant}.tsv"
+        "results/benchmarks/neighbor_transformer/{dataset}/{memory}/{variant}.tsv"
     threads: RETRIEVAL["threads"]
     conda:
         "../../envs/memgen.yaml"
@@ -130,19 +131,19 @@ rule gate:
     """Per k of retrieval.gate_ks: the oracle of (network, k-NN), a learned gate and kNN-LM interpolation between
     the same two, both fit on validation only."""
     input:
-        embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
-        neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
-        split="results/splits/{dataset}/{split}.npz",
+        embeddings="results/retrieval/{dataset}/{memory}/embeddings.npz",
+        neighbors="results/retrieval/{dataset}/{memory}/neighbors.npz",
+        split=memory_split_file,
         code=script_code("gate"),
     output:
-        predictions="results/retrieval/{dataset}/{split}/gates.npz",
-        info="results/retrieval/{dataset}/{split}/gates.json",
+        predictions="results/retrieval/{dataset}/{memory}/gates.npz",
+        info="results/retrieval/{dataset}/{memory}/gates.json",
     params:
         gate_ks=RETRIEVAL["gate_ks"],
     log:
-        "results/logs/gate/{dataset}/{split}.log",
+        "results/logs/gate/{dataset}/{memory}.log",
     benchmark:
-        "results/benchmarks/gate/{dataset}/{split}.tsv"
+        "results/benchmarks/gate/{dataset}/{memory}.tsv"
     threads: 1
     conda:
         "../../envs/memgen.yaml"
@@ -156,25 +157,25 @@ rule evaluate_retrieval:
     """Every method's test predictions: overall, many/medium/few-shot, worst-class and worst-group accuracy."""
     input:
         unpack(lambda wc: {f"transformer_{v}": p for v, p in transformer_files(wc).items()}),
-        embeddings="results/retrieval/{dataset}/{split}/embeddings.npz",
-        neighbors="results/retrieval/{dataset}/{split}/neighbors.npz",
-        gates="results/retrieval/{dataset}/{split}/gates.npz",
-        backbone="results/retrieval/{dataset}/{split}/backbone.json",
-        split="results/splits/{dataset}/{split}.npz",
+        embeddings="results/retrieval/{dataset}/{memory}/embeddings.npz",
+        neighbors="results/retrieval/{dataset}/{memory}/neighbors.npz",
+        gates="results/retrieval/{dataset}/{memory}/gates.npz",
+        backbone="results/retrieval/{dataset}/{memory}/backbone.json",
+        split=memory_split_file,
         code=script_code("evaluate_retrieval"),
     output:
-        predictions="results/retrieval/{dataset}/{split}/predictions.npz",
-        summary="results/retrieval/{dataset}/{split}/summary.csv",
-        per_class="results/retrieval/{dataset}/{split}/per_class.csv",
-        per_group="results/retrieval/{dataset}/{split}/per_group.csv",
+        predictions="results/retrieval/{dataset}/{memory}/predictions.npz",
+        summary="results/retrieval/{dataset}/{memory}/summary.csv",
+        per_class="results/retrieval/{dataset}/{memory}/per_class.csv",
+        per_group="results/retrieval/{dataset}/{memory}/per_group.csv",
     params:
         ks=RETRIEVAL["k"],
         transformer_k=TRANSFORMER["k"],
         gate_ks=RETRIEVAL["gate_ks"],
     log:
-        "results/logs/evaluate_retrieval/{dataset}/{split}.log",
+        "results/logs/evaluate_retrieval/{dataset}/{memory}.log",
     benchmark:
-        "results/benchmarks/evaluate_retrieval/{dataset}/{split}.tsv"
+        "results/benchmarks/evaluate_retrieval/{dataset}/{memory}.tsv"
     threads: 1
     conda:
         "../../envs/memgen.yaml"
@@ -215,7 +216,7 @@ rule retrieval_claims:
     difference on the test examples with its 95% interval and verdict (memgen.retrieval.claims)."""
     input:
         predictions=retrieval_files("predictions.npz", CLAIM_PAIRS),
-        splits=[f"results/splits/{d}/{s}.npz" for d, s in CLAIM_PAIRS],
+        splits=[f"results/splits/{d}/{parse_memory(m)[0]}.npz" for d, m in CLAIM_PAIRS],
         backbones=retrieval_files("backbone.json", CLAIM_PAIRS),
         code=script_code("retrieval_claims"),
     output:

@@ -1,5 +1,8 @@
-# Helpers of workflow/rules/retrieval.smk (included by it): the validated `retrieval` config, the (dataset, split)
-# pairs it runs, and the files they write.
+# Helpers of workflow/rules/retrieval.smk (included by it): the validated `retrieval` config, the memories it
+# builds -- (dataset, memory) pairs, a memory being a split and the backbone trained on it (memgen.retrieval.stages.
+# memory_name: the split itself for the dataset's backbone, {split}@{name} for an extra one) -- and their files.
+
+from memgen.retrieval.stages import memory_name, parse_memory
 
 validate(config["retrieval"], schema="../schemas/retrieval.schema.yaml")   # fills the schema's defaults
 RETRIEVAL = config["retrieval"]
@@ -19,24 +22,53 @@ def _memory_pairs():
             if split not in splits_of(dataset):
                 raise ValueError(f"retrieval.splits.{dataset} has '{split}', which is not in datasets.{dataset}.splits")
             pairs.append((dataset, split))
+    for dataset, backbones in RETRIEVAL["extra_backbones"].items():
+        for name, entry in backbones.items():
+            for split in entry["splits"]:
+                if split not in RETRIEVAL["splits"].get(dataset, []):
+                    raise ValueError(f"retrieval.extra_backbones.{dataset}.{name} is trained on '{split}', which is "
+                                     f"not under retrieval.splits.{dataset}; add it there or drop it from its splits")
+                pairs.append((dataset, memory_name(split, name)))
     return pairs
 
 
+# (dataset, memory) of every memory: the dataset's backbone on each split, then the extra backbones.
 RETRIEVAL_PAIRS = _memory_pairs()
 _tsplits = TRANSFORMER.get("splits")
-TRANSFORMER_PAIRS = [p for p in RETRIEVAL_PAIRS if _tsplits is None or p[1] in _tsplits.get(p[0], [])]
+TRANSFORMER_PAIRS = [p for p in RETRIEVAL_PAIRS if _tsplits is None or parse_memory(p[1])[0] in _tsplits.get(p[0], [])]
 if max(TRANSFORMER["k"], *RETRIEVAL["gate_ks"]) > max(RETRIEVAL["k"]):
     raise ValueError("retrieval.transformer.k and retrieval.gate_ks must not exceed max(retrieval.k)")
 
 
-def backbone_settings(dataset, split):
+def backbone_entry(dataset, memory):
+    """The config entry of a memory's backbone: retrieval.backbone.<dataset>, or the extra backbone it names."""
+    split, name = parse_memory(memory)
+    return RETRIEVAL["backbone"][dataset] if name is None else RETRIEVAL["extra_backbones"][dataset][name]
+
+
+def backbone_settings(dataset, memory):
     """The recipe of one backbone with its split's epochs resolved (``split_epochs[split]``, else ``epochs``):
     a train_backbone job's params, so that changing one split's epochs reruns that split's backbone only."""
-    settings = dict(RETRIEVAL["backbone"][dataset])
+    settings = dict(backbone_entry(dataset, memory))
     split_epochs = settings.pop("split_epochs")
-    for key in ("flip_average", "translate_average"):   # how the embed job uses the network, not how it is trained
-        settings.pop(key)
-    return {**settings, "epochs": split_epochs.get(split, settings["epochs"])}
+    for key in ("flip_average", "translate_average", "splits"):   # not how the network is trained
+        settings.pop(key, None)
+    return {**settings, "epochs": split_epochs.get(parse_memory(memory)[0], settings["epochs"])}
+
+
+def memory_split_file(wc):
+    """The split file a memory's jobs read."""
+    return f"results/splits/{wc.dataset}/{parse_memory(wc.memory)[0]}.npz"
+
+
+# A memory's wildcard: a split, optionally @ a configured extra backbone.
+MEMORY_PATTERN = "(?:" + SPLIT_PATTERN + ")" + (
+    "(?:@(?:" + "|".join(sorted({n for b in RETRIEVAL["extra_backbones"].values() for n in b})) + "))?"
+    if any(RETRIEVAL["extra_backbones"].values()) else "")
+
+
+wildcard_constraints:
+    memory=MEMORY_PATTERN,
 
 
 def transformer_settings():
@@ -44,14 +76,10 @@ def transformer_settings():
     return {k: v for k, v in TRANSFORMER.items() if k not in ("variants", "splits")}
 
 
-def mem_dir(wc):
-    return f"results/retrieval/{wc.dataset}/{wc.split}"
-
-
 def transformer_files(wc, ext="npz"):
-    if (wc.dataset, wc.split) not in TRANSFORMER_PAIRS:
+    if (wc.dataset, wc.memory) not in TRANSFORMER_PAIRS:
         return {}
-    return {v: f"results/retrieval/{wc.dataset}/{wc.split}/transformer_{v}.{ext}" for v in TRANSFORMER["variants"]}
+    return {v: f"results/retrieval/{wc.dataset}/{wc.memory}/transformer_{v}.{ext}" for v in TRANSFORMER["variants"]}
 
 
 def retrieval_files(name, pairs=None):
@@ -69,7 +97,7 @@ RETRIEVAL_FIGURES = {
     "fig_per_class": "results/figures/retrieval_per_class_longtail.png",
     "fig_fixes": "results/figures/retrieval_fixes.png",
 }
-# The (dataset, split) pairs the document's claims are about (memgen.retrieval.claims): CIFAR-10's.
+# The memories the document's claims are about (memgen.retrieval.claims): CIFAR-10's.
 CLAIM_PAIRS = [(d, s) for d, s in RETRIEVAL_PAIRS if d == "cifar10"]
 RETRIEVAL_CLAIMS = "results/tables/claims_retrieval.csv"
 FIXES_PAIR = (RETRIEVAL["fixes_dataset"], "full")

@@ -18,7 +18,7 @@ import numpy as np
 from memgen.claims import (Claim, above, below, bootstrap_interval, judge, paired_accuracy_difference, within,
                            write_claims)
 from memgen.retrieval.gates import GATES, ORACLE_LABEL
-from memgen.retrieval.stages import method_name
+from memgen.retrieval.stages import method_name, parse_memory
 from memgen.retrieval.tables import ARCH_LABELS, PUBLISHED_TABLE1
 from memgen.scorecard import MEMORY_DOCUMENT_EPOCHS
 from memgen.splits import load_split
@@ -44,10 +44,10 @@ POINTS = "accuracy difference (points)"
 
 @dataclass(frozen=True)
 class SplitPredictions:
-    """One (dataset, split)'s test predictions of every method, with what the claims need beside them."""
+    """One memory's test predictions of every method, with what the claims need beside them."""
 
     dataset: str
-    split: str
+    split: str                    # the memory's name (memgen.retrieval.stages.memory_name)
     y: np.ndarray                 # test labels of the split's task
     preds: dict                   # method name -> predicted test labels
     train_y: np.ndarray           # labels of the memory (the backbone's training part)
@@ -185,23 +185,25 @@ def subgroup_claims(p: SplitPredictions, rare_classes, *, ks, gate_ks, data: str
 def retrieval_claims(splits: list[SplitPredictions], *, ks, gate_ks, transformer_k: int, rare_classes,
                      data: dict) -> list[dict]:
     """Every claim this run can test: Table 1 on CIFAR-10 ``full``, the long tail on each ``lt*`` split, the rare
-    subgroups on ``rare``. ``data`` names each dataset's images as the scale column says them."""
+    subgroups on ``rare``, for every backbone with a memory there (the scale column names the backbone).
+    ``data`` names each dataset's images as the scale column says them."""
     rows = []
     for p in splits:
+        split = parse_memory(p.split)[0]
         if p.dataset != "cifar10":
             continue
-        if p.split == "full":
+        if split == "full":
             rows += table1_claims(p, ks=ks, gate_ks=gate_ks, transformer_k=transformer_k, data=data[p.dataset])
-        elif p.split.startswith("lt"):
+        elif split.startswith("lt"):
             rows += tail_claims(p, ks=ks, gate_ks=gate_ks, data=data[p.dataset])
-        elif p.split == "rare":
+        elif split == "rare":
             rows += subgroup_claims(p, rare_classes, ks=ks, gate_ks=gate_ks, data=data[p.dataset])
     return rows
 
 
 def write_retrieval_claims(pairs, predictions, split_files, backbones, out_csv, *, ks, gate_ks,
                            transformer_k: int, rare_classes, data: dict) -> list[dict]:
-    """The claims table from every (dataset, split)'s predictions, split file and backbone metrics."""
+    """The claims table from every (dataset, memory)'s predictions, split file and backbone metrics."""
     splits = [load_split_predictions(pr, sp, bb, dataset=d, split=s)
               for (d, s), pr, sp, bb in zip(pairs, predictions, split_files, backbones)]
     rows = retrieval_claims(splits, ks=ks, gate_ks=gate_ks, transformer_k=transformer_k, rare_classes=rare_classes,

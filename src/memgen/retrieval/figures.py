@@ -113,6 +113,6 @@ def write_figures(accuracy_vs_k_path, per_class_paths, fixes_cache, fixes_predic
                   methods) -> None:
     plot_accuracy_vs_k(pd.read_csv(accuracy_vs_k_path), outputs["fig_accuracy_vs_k"])
     per_class = pd.concat([pd.read_csv(p) for p in per_class_paths], ignore_index=True)
-    lt = per_class[per_class.split.astype(str).str.fullmatch(r"lt\d+")]
+    lt = per_class[per_class.memory.astype(str).str.fullmatch(r"lt\d+")]   # the dataset's own backbone only
     plot_per_class(lt, methods, outputs["fig_per_class"])
     plot_fixes(fixes_cache, fixes_predictions, outputs["fig_fixes"])

@@ -1,7 +1,7 @@
 """The memory-augmented classifier's workflow stages (workflow/rules/retrieval.smk): what the rule scripts call.
 
-Per (dataset, split): :func:`train_backbone` -> :func:`embed_split` -> :func:`knn_stage` -> :func:`transformer_stage`
-/ :func:`gate_stage` -> :func:`evaluate_stage`. Every stage reads and writes files so that the rule scripts only
+Per memory (a dataset, a split and a backbone trained on it: :func:`memory_name`): :func:`train_backbone` ->
+:func:`embed_split` -> :func:`knn_stage` -> :func:`transformer_stage` / :func:`gate_stage` -> :func:`evaluate_stage`. Every stage reads and writes files so that the rule scripts only
 pass paths. Gates are fit on the split's validation hold-out only. The report's tables across splits are
 :mod:`memgen.retrieval.tables`, its figures :mod:`memgen.retrieval.figures`.
 """
@@ -29,6 +29,18 @@ METRICS = ("l2", "cosine")
 PARTS = ("train", "val", "test")
 
 
+def memory_name(split: str, backbone: str | None = None) -> str:
+    """A memory's name, its folder under ``results/retrieval/{dataset}/``: the split for the dataset's backbone
+    (``retrieval.backbone``), ``{split}@{backbone}`` for a named one of ``retrieval.extra_backbones``."""
+    return split if backbone is None else f"{split}@{backbone}"
+
+
+def parse_memory(memory: str) -> tuple[str, str | None]:
+    """``(split, backbone)`` of a memory name; backbone None for the dataset's own."""
+    split, _, backbone = memory.partition("@")
+    return split, backbone or None
+
+
 def load_split_images(cache_path, split_path):
     """``{part: (x_uint8, y, dataset_ids)}`` for train / val / test of a split, plus the split itself."""
     ds = load_cache(cache_path)
@@ -41,11 +53,11 @@ def load_split_images(cache_path, split_path):
 
 # -------------------------------------------------------------------------------------------------- stages
 def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, proxies_csv=None, proxies_npz=None, *,
-                   settings: dict, split: str, device: str = "auto", seed: int = 0, precision: str = "auto", resume_path=None,
+                   settings: dict, device: str = "auto", seed: int = 0, precision: str = "auto", resume_path=None,
                    checkpoint_every_s: float = 300.0) -> dict:
     """Train the backbone on the split's training part; validation accuracy on its hold-out (none for a split
-    without one, e.g. ``all``). ``settings`` is the dataset's ``retrieval.backbone`` entry with this split's
-    epochs (the workflow's ``backbone_settings``). With ``proxies_csv`` / ``proxies_npz``, also the
+    without one, e.g. ``all``). ``settings`` is the memory's backbone entry (``retrieval.backbone`` or
+    ``retrieval.extra_backbones``) with this split's epochs (the workflow's ``backbone_settings``). With ``proxies_csv`` / ``proxies_npz``, also the
     learning-speed proxy of every training example, recorded during this training (:mod:`memgen.learning_speed`).
     ``resume_path``: where training saves its state every ``checkpoint_every_s`` s and resumes from."""
     parts, sp = load_split_images(cache_path, split_path)
@@ -203,9 +215,10 @@ def method_name(kind: str, *, k: int | None = None, metric: str = "l2", weightin
 
 def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_path, out_predictions,
                    out_summary, out_per_class, out_per_group, *, ks, transformer_k: int, gate_ks,
-                   dataset: str, split: str) -> pd.DataFrame:
+                   dataset: str, memory: str) -> pd.DataFrame:
     """Test predictions of every method; summary (overall, many/medium/few, worst class / group), per class
-    and per group tables, each with ``dataset``, ``split`` and ``method`` columns."""
+    and per group tables, each with ``dataset``, ``split``, ``memory`` (:func:`memory_name`) and ``method``
+    columns."""
     e, nb, g, sp = load_npz(emb_path), load_npz(nb_path), load_npz(gate_npz), load_split(split_path)
     n_classes, y = int(e["n_classes"]), e["test_y"]
     preds = {method_name("net"): e["test_logits"].argmax(1)}
@@ -226,7 +239,7 @@ def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_pa
     counts = np.bincount(e["train_y"], minlength=n_classes)
     summary, per_class, per_group = evaluate_methods(preds, y, n_classes=n_classes, train_counts=counts,
                                                      groups=e["test_group"], class_names=sp.class_names)
-    tag = {"dataset": dataset, "split": split}
+    tag = {"dataset": dataset, "split": parse_memory(memory)[0], "memory": memory}
     summary = summary.assign(**tag)
     summary["arch"] = load_checkpoint_arch(emb_path)
     write_csv(out_summary, summary)

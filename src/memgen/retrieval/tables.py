@@ -1,5 +1,6 @@
 """The memory-augmented classifier's report tables: Table 1 beside the published numbers, the long-tail /
-rare-subgroup table, accuracy against k and the gates, from the per-(dataset, split) files the stages write.
+rare-subgroup table, accuracy against k and the gates, from the per-memory files the stages write (a memory is a
+split and a backbone trained on it, :func:`memgen.retrieval.stages.memory_name`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from memgen.report import format_value
+from memgen.retrieval.stages import parse_memory
 from memgen.runtime import write_csv
 from memgen.scorecard import anchor, single_verdict
 
@@ -24,8 +26,9 @@ TABLE1_TOLERANCE = 1.0     # percentage points: the document gives two decimals 
 PUBLISHED_LT_BASELINE = {"lt100": 70.4, "lt50": 74.8, "lt10": 86.4}
 
 
-ARCH_LABELS = {"resnet20": "ResNet-20", "resnet32": "ResNet-32", "resnet56": "ResNet-56", "mnist_cnn": "MNIST CNN",
-               "lenet": "LeNet"}
+ARCH_LABELS = {"resnet20": "ResNet-20", "resnet32": "ResNet-32", "resnet56": "ResNet-56",
+               "resnet20_whitened": "ResNet-20 (whitened input)", "airbench94": "airbench94",
+               "airbench_small": "airbench (small)", "mnist_cnn": "MNIST CNN", "lenet": "LeNet"}
 
 
 def _display(method: str, arch: str) -> str:
@@ -33,21 +36,31 @@ def _display(method: str, arch: str) -> str:
     return "ResNet-20" if method == "network" and label == "ResNet-20" else method.replace("network", label)
 
 
-def table1(summary: pd.DataFrame | None, published: dict | None = None) -> pd.DataFrame:
+def _accuracies(summary: pd.DataFrame | None, arch: str | None = None) -> dict:
+    """Test accuracy (%) by Table 1 row name of one memory's summary; ``arch`` names its network's rows."""
+    if summary is None or not len(summary):
+        return {}
+    arch = arch or (str(summary["arch"].iloc[0]) if "arch" in summary else "network")
+    return {_display(method, arch): round(100 * float(acc), 2) for method, acc in zip(summary["method"],
+                                                                                      summary["accuracy"])}
+
+
+def table1(summary: pd.DataFrame | None, published: dict | None = None, others: dict | None = None) -> pd.DataFrame:
     """Table 1: ``model, published, measured`` (test accuracy %), the document's rows first (published
     numbers beside this run's), then the variants beyond the document with an empty ``published``.
 
-    ``summary`` is one split's summary table (``method``, ``accuracy`` in [0, 1], ``arch``); None gives the
-    published column with empty ``measured`` (the split was not configured)."""
+    ``summary`` is one memory's summary table (``method``, ``accuracy`` in [0, 1], ``arch``); None gives the
+    published column with empty ``measured`` (the split was not configured). ``others`` (column label ->
+    summary): memories of other backbones on the same split, each a column ``measured, <label> as the network``
+    whose network stands in the document's network rows."""
     published = PUBLISHED_TABLE1 if published is None else published
-    measured = {}
-    if summary is not None and len(summary):
-        arch = str(summary["arch"].iloc[0]) if "arch" in summary else "network"
-        for method, acc in zip(summary["method"], summary["accuracy"]):
-            measured[_display(method, arch)] = round(100 * float(acc), 2)
-    rows = [{"model": m, "published": p, "measured": measured.pop(m, np.nan)} for m, p in published.items()]
-    rows += [{"model": m, "published": np.nan, "measured": v} for m, v in measured.items()]
-    return pd.DataFrame(rows, columns=["model", "published", "measured"])
+    measured = _accuracies(summary)
+    other = {f"measured, {label} as the network": _accuracies(s, arch="resnet20") for label, s in (others or {}).items()}
+    models = list(published) + [m for m in dict.fromkeys([*measured, *(m for o in other.values() for m in o)])
+                                if m not in published]
+    rows = [{"model": m, "published": published.get(m, np.nan), "measured": measured.get(m, np.nan),
+             **{column: values.get(m, np.nan) for column, values in other.items()}} for m in models]
+    return pd.DataFrame(rows, columns=["model", "published", "measured", *other])
 
 
 LONGTAIL_COLUMNS = ["split", "method", "accuracy", "many_accuracy", "medium_accuracy", "few_accuracy",
@@ -134,12 +147,17 @@ def reproduction_notes(table: pd.DataFrame, tolerance: float = TABLE1_TOLERANCE)
 
 # ------------------------------------------------------------------------------------------- table/figure jobs
 def write_tables(pairs, summary_paths, knn_paths, outputs: dict) -> None:
-    """The tables of the report section from every (dataset, split)'s summary and k-NN table."""
+    """The tables of the report section from every (dataset, memory)'s summary and k-NN table."""
     summaries = {pair: pd.read_csv(p) for pair, p in zip(pairs, summary_paths)}
     knns = {pair: pd.read_csv(p) for pair, p in zip(pairs, knn_paths)}
-    write_csv(outputs["table1"], table1(summaries.get(("cifar10", "full"))))
-    write_csv(outputs["mnist"], table1(summaries.get(("mnist", "full")), published={}))
-    tail = [s for (d, split), s in summaries.items() if d == "cifar10" and split != "full"]
+
+    def others(dataset):   # the extra backbones' memories on the dataset's full split, by their network's label
+        return {ARCH_LABELS.get(str(s["arch"].iloc[0]), str(s["arch"].iloc[0])): s for (d, m), s in summaries.items()
+                if d == dataset and parse_memory(m)[0] == "full" and parse_memory(m)[1] is not None}
+
+    write_csv(outputs["table1"], table1(summaries.get(("cifar10", "full")), others=others("cifar10")))
+    write_csv(outputs["mnist"], table1(summaries.get(("mnist", "full")), published={}, others=others("mnist")))
+    tail = [s for (d, m), s in summaries.items() if d == "cifar10" and parse_memory(m)[0] != "full"]
     if ("cifar10", "full") in summaries:
         tail = [summaries[("cifar10", "full")]] + tail
     write_csv(outputs["longtail"], longtail_table(tail))
