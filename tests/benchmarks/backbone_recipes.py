@@ -115,13 +115,14 @@ def run_trial(overrides: dict, epochs: int, cache: str, split: str, seed: int, m
     (x, y, _), (x_val, y_val, _), (x_test, y_test, _) = parts["train"], parts["val"], parts["test"]
     seed_everything(seed)
     net = build_net(settings["arch"], num_classes=sp.n_classes, in_channels=x.shape[-1])
-    average = WeightAverage(net, ema)
+    average = WeightAverage(net, ema) if ema > 0 else None
     metrics = train_classifier(net, x, y, **recipe_kwargs(settings), device="cpu", seed=seed, x_val=x_val,
                                y_val=y_val, record=average, precision=precision, show_progress=False)
-    average.average.module.eval()
+    nets = {"": net}
+    if average is not None:
+        nets["_ema"] = average.average.module.eval()
     return {"base": base, "overrides": overrides, "epochs": epochs, "precision": metrics["precision"], "ema_decay": ema,
-            "val": metrics["val_accuracy"],
-            **test_accuracies({"": net, "_ema": average.average.module}, x_test, y_test, metrics["precision"]),
+            "val": metrics["val_accuracy"], **test_accuracies(nets, x_test, y_test, metrics["precision"]),
             "final_train_acc": metrics["train_accuracy"], "images_per_s": metrics["images_per_s"],
             "train_time_s": metrics["train_time_s"]}
 
@@ -137,7 +138,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-steps", type=int, help="stop each trial after this many SGD steps (a quick check)")
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    ap.add_argument("--ema", type=float, default=0.999, help="decay per step of the weight average")
+    ap.add_argument("--ema", type=float, default=0.999, help="decay per step of the weight average (0: none)")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     import torch
@@ -151,8 +152,9 @@ def main() -> None:
         r = results[-1]
         print(f"{json.dumps(overrides) if overrides else 'base':32s} {r['precision']} val {r['val']:.4f}  "
               f"test {r['test']:.4f}  flip TTA {r['test_flip_tta']:.4f}  flip + translate TTA "
-              f"{r['test_flip_translate_tta']:.4f}  EMA {r['test_ema']:.4f}  EMA + TTA {r['test_ema_flip_tta']:.4f}  "
-              f"{r['images_per_s']:.0f} img/s  {r['train_time_s']:.0f} s", flush=True)
+              f"{r['test_flip_translate_tta']:.4f}  "
+              + (f"EMA {r['test_ema']:.4f}  EMA + TTA {r['test_ema_flip_tta']:.4f}  " if "test_ema" in r else "")
+              + f"{r['images_per_s']:.0f} img/s  {r['train_time_s']:.0f} s", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
 
