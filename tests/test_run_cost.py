@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from memgen.run_cost import (ADVISE_PRESET_HOURS, QUICK_PRESET_COMMAND, Job, Speed, estimate, job_seconds,
+from memgen.run_cost import (ADVISE_PRESET_HOURS, ARCH_COST, QUICK_PRESET_COMMAND, Job, Speed, estimate, job_seconds,
                              measure_speed, planned_jobs, start_message, train_size)
 from memgen.splits import make_split
 from test_workflow import copy_project
@@ -21,9 +21,9 @@ CIFAR = {"expect": {"n_train": 50000, "n_classes": 10}}
 SPLITS = {"validation_size": 5000, "rare": {"rare_classes": [1, 3], "keep_fraction": 0.02}}
 
 
-def backbone(epochs, split="full"):
-    return Job("train_backbone", {"dataset": "cifar10", "split": split},
-               {"settings": {"arch": "resnet20", "epochs": epochs}}, threads=2)
+def backbone(epochs, memory="full", arch="resnet20"):
+    return Job("train_backbone", {"dataset": "cifar10", "memory": memory},
+               {"settings": {"arch": arch, "epochs": epochs}}, threads=2)
 
 
 def mlp_shard(models, epochs=10):
@@ -48,6 +48,9 @@ def test_backbone_price_follows_epochs_images_and_speed():
     assert two - one == pytest.approx(one - 2.0, rel=1e-6)      # twice the epochs, twice the training time
     assert slower - 2.0 == pytest.approx(2 * (two - 2.0), rel=1e-6)
     assert lt < two / 3                                          # lt100 keeps about a quarter of full's images
+    # an extra backbone's memory: its split's images, at its network's cost per image
+    extra = job_seconds(backbone(12, "full@fast", arch="airbench94"), SPEED, datasets, SPLITS)
+    assert extra - 2.0 == pytest.approx(ARCH_COST["airbench94"] * (two - 2.0), rel=1e-6)
 
 
 def test_mlp_price_follows_models_epochs_and_flops():

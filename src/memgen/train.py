@@ -4,9 +4,10 @@
   learning-rate schedule (``onecycle``, ``cosine``, ``step``, ``triangle`` or ``constant``), optional label
   smoothing and batched tensor-side augmentation (random crop with zero padding + horizontal flip, random or
   alternating) done on the training device; optionally the biases at a scaled learning rate and Lookahead
-  weight averaging (the fast-training recipes of Page 2019 and Jordan 2024). The whole training set lives on the device as uint8; the model runs channels_last, under bf16
-  autocast where ``precision`` resolves to bf16 (:func:`memgen.runtime.resolve_precision`: CUDA and CPUs with
-  native bf16; weights, loss and optimizer state stay fp32). Input normalization (per-channel mean/std of the
+  weight averaging (the fast-training recipes of Page 2019 and Jordan 2024). The whole training set lives on the
+  device as uint8; the model runs channels_last, under bf16 autocast where ``precision`` resolves to bf16
+  (:func:`memgen.runtime.resolve_precision`: CUDA and CPUs with native bf16; weights, loss and optimizer state
+  stay fp32). Input normalization (per-channel mean/std of the
   *training* images) is stored in the model. On CPU, training is deterministic given ``seed`` (same thread
   count and precision).
 * :func:`predict_logits` runs a trained model over any uint8 image array; :func:`embed` returns embeddings
@@ -339,7 +340,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                 idx = perm[b * bs:(b + 1) * bs]
                 xb = x_all[idx]
                 if augment or flip:
-                    flip_mask = None if first_flips is None else alternating_flips(n, epoch, first=first_flips)[idx.cpu()]
+                    flip_mask = (None if first_flips is None
+                                 else alternating_flips(n, epoch, first=first_flips)[idx.cpu()])
                     xb = augment_batch(xb, gen, pad=pad if augment else 0, flip=flip, flip_mask=flip_mask)
                 xb = xb.float().div_(255)
                 if channels_last:
