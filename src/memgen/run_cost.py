@@ -193,7 +193,7 @@ def job_seconds(job: Job, speed: Speed, datasets: dict, splits: dict) -> float:
     """Seconds one job takes on a machine of ``speed``, run alone with its threads."""
     params = job.params
     if job.rule == "train_backbone":
-        from memgen.retrieval.stages import parse_memory
+        from memgen.splits import parse_memory
 
         name, split = job.wildcards["dataset"], parse_memory(job.wildcards["memory"])[0]
         s = params["settings"]

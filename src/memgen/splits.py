@@ -33,6 +33,18 @@ from memgen.runtime import save_npz
 SPLIT_PATTERN = r"(all|full|lt\d+|rare|binary|pair\d+v\d+)(-rand)?"
 
 
+def memory_name(split: str, backbone: str | None = None) -> str:
+    """A memory's name, its folder under ``results/retrieval/{dataset}/``: the split for the dataset's backbone
+    (``retrieval.backbone``), ``{split}@{backbone}`` for a named one of ``retrieval.extra_backbones``."""
+    return split if backbone is None else f"{split}@{backbone}"
+
+
+def parse_memory(memory: str) -> tuple[str, str | None]:
+    """``(split, backbone)`` of a memory name; backbone None for the dataset's own."""
+    split, _, backbone = memory.partition("@")
+    return split, backbone or None
+
+
 class SplitError(ValueError):
     """A split name or its settings do not fit the dataset."""
 

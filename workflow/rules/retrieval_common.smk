@@ -1,8 +1,8 @@
 # Helpers of workflow/rules/retrieval.smk (included by it): the validated `retrieval` config, the memories it
-# builds -- (dataset, memory) pairs, a memory being a split and the backbone trained on it (memgen.retrieval.stages.
+# builds -- (dataset, memory) pairs, a memory being a split and the backbone trained on it (memgen.splits.
 # memory_name: the split itself for the dataset's backbone, {split}@{name} for an extra one) -- and their files.
 
-from memgen.retrieval.stages import memory_name, parse_memory
+from memgen.splits import memory_name, parse_memory
 
 validate(config["retrieval"], schema="../schemas/retrieval.schema.yaml")   # fills the schema's defaults
 RETRIEVAL = config["retrieval"]

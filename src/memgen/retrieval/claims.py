@@ -18,10 +18,10 @@ import numpy as np
 from memgen.claims import (Claim, above, below, bootstrap_interval, judge, paired_accuracy_difference, within,
                            write_claims)
 from memgen.retrieval.gates import GATES, ORACLE_LABEL
-from memgen.retrieval.stages import method_name, parse_memory
+from memgen.retrieval.stages import method_name
 from memgen.retrieval.tables import ARCH_LABELS, PUBLISHED_TABLE1
 from memgen.scorecard import MEMORY_DOCUMENT_EPOCHS
-from memgen.splits import load_split
+from memgen.splits import load_split, parse_memory
 
 DOCUMENT = "Memory"
 NETWORK = method_name("net")
@@ -47,7 +47,7 @@ class SplitPredictions:
     """One memory's test predictions of every method, with what the claims need beside them."""
 
     dataset: str
-    split: str                    # the memory's name (memgen.retrieval.stages.memory_name)
+    split: str                    # the memory's name (memgen.splits.memory_name)
     y: np.ndarray                 # test labels of the split's task
     preds: dict                   # method name -> predicted test labels
     train_y: np.ndarray           # labels of the memory (the backbone's training part)

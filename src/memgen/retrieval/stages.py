@@ -1,6 +1,6 @@
 """The memory-augmented classifier's workflow stages (workflow/rules/retrieval.smk): what the rule scripts call.
 
-Per memory (a dataset, a split and a backbone trained on it: :func:`memory_name`): :func:`train_backbone` ->
+Per memory (a dataset, a split and a backbone trained on it: :func:`memgen.splits.memory_name`): :func:`train_backbone` ->
 :func:`embed_split` -> :func:`knn_stage` -> :func:`transformer_stage` / :func:`gate_stage` -> :func:`evaluate_stage`. Every stage reads and writes files so that the rule scripts only
 pass paths. Gates are fit on the split's validation hold-out only. The report's tables across splits are
 :mod:`memgen.retrieval.tables`, its figures :mod:`memgen.retrieval.figures`.
@@ -22,23 +22,11 @@ from memgen.retrieval.transformer import predict_neighbor_transformer, train_nei
 from memgen.nets import build_net
 from memgen.learning_speed import LearningSpeed, LearningSpeedRecorder
 from memgen.runtime import resolve_device, resolve_precision, save_npz, seed_everything, write_csv, write_json
-from memgen.splits import load_split
+from memgen.splits import load_split, parse_memory
 from memgen.train import embed, load_checkpoint, recipe_kwargs, save_checkpoint, train_classifier
 
 METRICS = ("l2", "cosine")
 PARTS = ("train", "val", "test")
-
-
-def memory_name(split: str, backbone: str | None = None) -> str:
-    """A memory's name, its folder under ``results/retrieval/{dataset}/``: the split for the dataset's backbone
-    (``retrieval.backbone``), ``{split}@{backbone}`` for a named one of ``retrieval.extra_backbones``."""
-    return split if backbone is None else f"{split}@{backbone}"
-
-
-def parse_memory(memory: str) -> tuple[str, str | None]:
-    """``(split, backbone)`` of a memory name; backbone None for the dataset's own."""
-    split, _, backbone = memory.partition("@")
-    return split, backbone or None
 
 
 def load_split_images(cache_path, split_path):
@@ -217,7 +205,7 @@ def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_pa
                    out_summary, out_per_class, out_per_group, *, ks, transformer_k: int, gate_ks,
                    dataset: str, memory: str) -> pd.DataFrame:
     """Test predictions of every method; summary (overall, many/medium/few, worst class / group), per class
-    and per group tables, each with ``dataset``, ``split``, ``memory`` (:func:`memory_name`) and ``method``
+    and per group tables, each with ``dataset``, ``split``, ``memory`` (:func:`memgen.splits.memory_name`) and ``method``
     columns."""
     e, nb, g, sp = load_npz(emb_path), load_npz(nb_path), load_npz(gate_npz), load_split(split_path)
     n_classes, y = int(e["n_classes"]), e["test_y"]

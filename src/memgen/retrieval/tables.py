@@ -1,6 +1,6 @@
 """The memory-augmented classifier's report tables: Table 1 beside the published numbers, the long-tail /
 rare-subgroup table, accuracy against k and the gates, from the per-memory files the stages write (a memory is a
-split and a backbone trained on it, :func:`memgen.retrieval.stages.memory_name`).
+split and a backbone trained on it, :func:`memgen.splits.memory_name`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from memgen.report import format_value
-from memgen.retrieval.stages import parse_memory
 from memgen.runtime import write_csv
 from memgen.scorecard import anchor, single_verdict
+from memgen.splits import parse_memory
 
 
 # Table 1 of the source document (CIFAR-10 test accuracy, %), in its order.
