@@ -64,9 +64,9 @@ class PatchWhitening(nn.Conv2d):
     each with its negative (2 x C x k x k output channels), so the next layer sees decorrelated, unit-variance
     patch coordinates from the first step. Only its bias learns; :meth:`fit` sets the filters."""
 
-    def __init__(self, in_channels: int, kernel_size: int = 2, padding: int = 0, eps: float = 5e-4):
+    def __init__(self, in_channels: int, kernel_size: int = 2, eps: float = 5e-4):
         dim = in_channels * kernel_size * kernel_size
-        super().__init__(in_channels, 2 * dim, kernel_size, padding=padding, bias=True)
+        super().__init__(in_channels, 2 * dim, kernel_size, bias=True)
         self.eps = eps
         self.weight.requires_grad_(False)
         nn.init.zeros_(self.bias)
@@ -75,7 +75,7 @@ class PatchWhitening(nn.Conv2d):
     def fit(self, x: torch.Tensor) -> None:
         """Set the filters from normalized images ``[N, C, H, W]`` (a few thousand are plenty)."""
         c, k = self.in_channels, self.kernel_size[0]
-        patches = F.unfold(F.pad(x.float(), [self.padding[0]] * 4), k).transpose(1, 2).reshape(-1, c * k * k)
+        patches = F.unfold(x.float(), k).transpose(1, 2).reshape(-1, c * k * k)
         eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
         filters = (eigenvectors.T / torch.sqrt(eigenvalues.clamp_min(0) + self.eps)[:, None]).reshape(-1, c, k, k)
         filters = filters.flip(0)   # the largest-variance directions first
