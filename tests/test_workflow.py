@@ -292,13 +292,14 @@ REPORT = {"scorecard": 1, "claims": 1, "runtime_table": 1, "render_report": 1, "
     ("    keep_fraction: 0.1\n", "    keep_fraction: 0.2\n",
      {"make_split": 1, "summarize_data": 1, "plot_data": 1, **RETRIEVAL_RARE, **REPORT}),
     ("variants: [ce, query_drop],", "variants: [ce, query_drop, aux],",
-     {"neighbor_transformer": 2, "evaluate_retrieval": 2, "retrieval_tables": 1, "retrieval_figures": 1,
+     {"neighbor_transformer": 3, "evaluate_retrieval": 3, "retrieval_tables": 1, "retrieval_figures": 1,
       "retrieval_claims": 1, **REPORT}),
 ], ids=["rare epochs", "rare keep_fraction", "a third Transformer variant"])
 def test_a_config_change_plans_only_the_jobs_it_determines(touched, old, new, jobs):
     """Params hold what determines a job's output and nothing else: the rare split's epochs retrain the rare
     backbone only (not every CIFAR-10 backbone), the rare task's settings rebuild the rare split only, a new
-    Transformer variant trains the new jobs without retraining the others."""
+    Transformer variant trains one new job per memory with a Transformer (cifar10 full, full@airbench, mnist full)
+    without retraining the others."""
     config = (touched / "tests/smoke/config.yaml").read_text()
     assert old in config
     (touched / "changed.yaml").write_text(config.replace(old, new))
@@ -307,7 +308,7 @@ def test_a_config_change_plans_only_the_jobs_it_determines(touched, old, new, jo
     assert code == 0, out[-3000:]
     assert planned_jobs(out) == jobs, out[-3000:]
     if "train_backbone" in jobs:
-        assert re.search(r"^rule train_backbone:\n(?:\s+\w+: .*\n)*?\s+wildcards: dataset=cifar10, split=rare$", out,
+        assert re.search(r"^rule train_backbone:\n(?:\s+\w+: .*\n)*?\s+wildcards: dataset=cifar10, memory=rare$", out,
                          re.M), out[-3000:]
 
 

@@ -62,9 +62,9 @@ def memory_split_file(wc):
 
 
 # A memory's wildcard: a split, optionally @ a configured extra backbone.
-MEMORY_PATTERN = "(?:" + SPLIT_PATTERN + ")" + (
-    "(?:@(?:" + "|".join(sorted({n for b in RETRIEVAL["extra_backbones"].values() for n in b})) + "))?"
-    if any(RETRIEVAL["extra_backbones"].values()) else "")
+EXTRA_BACKBONE_NAMES = sorted({name for backbones in RETRIEVAL["extra_backbones"].values() for name in backbones})
+MEMORY_PATTERN = (f"(?:{SPLIT_PATTERN})(?:@(?:{'|'.join(EXTRA_BACKBONE_NAMES)}))?" if EXTRA_BACKBONE_NAMES
+                  else f"(?:{SPLIT_PATTERN})")
 
 
 wildcard_constraints:
