@@ -21,9 +21,10 @@ from pathlib import Path
 # ResNet-20's img/s in a train_backbone job over the bare training loop's img/s on the same host (704 in the
 # reference run's `full` backbone, 785-854 in the loop right after it): validation, checkpoints, the data path.
 BACKBONE_EFFICIENCY = 0.86
-# Seconds per training image and epoch of each architecture relative to ResNet-20 (the reference run's MNIST CNN;
-# the CIFAR nets at their recipes' batch sizes: tests/benchmarks/bench_backbones.py, docs/measurements.md).
-ARCH_COST = {"resnet20": 1.0, "mnist_cnn": 1.13, "resnet20_whitened": 1.13, "airbench94": 2.00, "airbench_small": 1.12}
+# Seconds per training image and epoch of each architecture relative to ResNet-20: the reference run's MNIST CNN;
+# the CIFAR nets' whole trainings at their recipes' batch sizes against ResNet-20's on the same idle host
+# (docs/backbone-recipes.md; the short probes of tests/benchmarks/bench_backbones.py are off by up to 14%).
+ARCH_COST = {"resnet20": 1.0, "mnist_cnn": 1.13, "resnet20_whitened": 1.22, "airbench94": 1.76, "airbench_small": 1.00}
 # The MLP estimator's compiled step's FLOP/s over the bare products of its shapes, per precision
 # (tests/benchmarks/bench_precision.py --sections mlp; docs/measurements.md, "Compiled MLP step").
 MLP_LOOP_EFFICIENCY = {"bf16": 0.71, "fp32": 0.84}
