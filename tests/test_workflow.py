@@ -628,7 +628,12 @@ def test_preset_plans_every_rule_of_the_study_at_its_sizes(preset):
     assert jobs["influence_estimate"] == len(studies)
     assert jobs["influence_removal"] == len(config["influence"]["removal"])
     transformer = config["retrieval"]["transformer"]
-    assert jobs["neighbor_transformer"] == len(transformer["variants"]) * sum(map(len, transformer["splits"].values()))
+    extra = config["retrieval"].get("extra_backbones", {})
+    memories = sum(len(splits) + sum(len(set(b["splits"]) & set(splits)) for b in extra.get(dataset, {}).values())
+                   for dataset, splits in transformer["splits"].items())   # its splits, each under every network
+    assert jobs["neighbor_transformer"] == len(transformer["variants"]) * memories
+    assert jobs["train_backbone"] == (sum(map(len, config["retrieval"]["splits"].values()))
+                                      + sum(len(b["splits"]) for nets in extra.values() for b in nets.values()))
 
 
 def test_paper_preset_backbone_runs_through_the_cluster_executor_at_tiny_size(tmp_path):
