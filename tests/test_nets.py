@@ -288,7 +288,7 @@ def test_recipe_settings_reach_the_optimizer():
         metrics = train_classifier(model, x, y, **recipe_kwargs({**RECIPE, "weight_decay": weight_decay}),
                                    device="cpu", show_progress=False)
         assert metrics["weight_decay"] == weight_decay
-        return sum(float(p.norm() ** 2) for p in model.parameters() if p.ndim > 1)
+        return sum(float(p.detach().norm() ** 2) for p in model.parameters() if p.ndim > 1)
 
     assert weight_norm(0.5) < 0.9 * weight_norm(0.0)
 
