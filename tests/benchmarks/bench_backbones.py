@@ -1,7 +1,8 @@
 """Training and embedding speed of each CIFAR backbone against ResNet-20 in the same process: the training loop
 (memgen.train.train_classifier, each network at its recipe's batch size) and the embed job's pass
 (memgen.train.embed with the test-time views a backbone entry can ask for), rounds interleaved; prints images/s
-and the ratio to ResNet-20 of the same round. The training ratio is what memgen.run_cost's ARCH_COST holds.
+and the ratio to ResNet-20 of the same round. A few steps per round: memgen.run_cost's ARCH_COST holds the
+ratios of whole trainings instead (docs/backbone-recipes.md), which these probes miss by up to 14%.
 
     PYTHONPATH=src python tests/benchmarks/bench_backbones.py --threads 2
 """

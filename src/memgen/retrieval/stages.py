@@ -1,9 +1,10 @@
 """The memory-augmented classifier's workflow stages (workflow/rules/retrieval.smk): what the rule scripts call.
 
-Per memory (a dataset, a split and a backbone trained on it: :func:`memgen.splits.memory_name`): :func:`train_backbone` ->
-:func:`embed_split` -> :func:`knn_stage` -> :func:`transformer_stage` / :func:`gate_stage` -> :func:`evaluate_stage`. Every stage reads and writes files so that the rule scripts only
-pass paths. Gates are fit on the split's validation hold-out only. The report's tables across splits are
-:mod:`memgen.retrieval.tables`, its figures :mod:`memgen.retrieval.figures`.
+Per memory (a dataset, a split and a backbone trained on it: :func:`memgen.splits.memory_name`):
+:func:`train_backbone` -> :func:`embed_split` -> :func:`knn_stage` -> :func:`transformer_stage` / :func:`gate_stage`
+-> :func:`evaluate_stage`. Every stage reads and writes files so that the rule scripts only pass paths. Gates are
+fit on the split's validation hold-out only. The report's tables across splits are :mod:`memgen.retrieval.tables`,
+its figures :mod:`memgen.retrieval.figures`.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def train_backbone(cache_path, split_path, checkpoint_path, metrics_path, proxie
                    checkpoint_every_s: float = 300.0) -> dict:
     """Train the backbone on the split's training part; validation accuracy on its hold-out (none for a split
     without one, e.g. ``all``). ``settings`` is the memory's backbone entry (``retrieval.backbone`` or
-    ``retrieval.extra_backbones``) with this split's epochs (the workflow's ``backbone_settings``). With ``proxies_csv`` / ``proxies_npz``, also the
-    learning-speed proxy of every training example, recorded during this training (:mod:`memgen.learning_speed`).
+    ``retrieval.extra_backbones``) with this split's epochs (the workflow's ``backbone_settings``). With
+    ``proxies_csv`` / ``proxies_npz``, also the learning-speed proxy of every training example, recorded during
+    this training (:mod:`memgen.learning_speed`).
     ``resume_path``: where training saves its state every ``checkpoint_every_s`` s and resumes from."""
     parts, sp = load_split_images(cache_path, split_path)
     x, y, ids = parts["train"]
@@ -205,8 +207,8 @@ def evaluate_stage(emb_path, nb_path, gate_npz, transformer_npzs: dict, split_pa
                    out_summary, out_per_class, out_per_group, *, ks, transformer_k: int, gate_ks,
                    dataset: str, memory: str) -> pd.DataFrame:
     """Test predictions of every method; summary (overall, many/medium/few, worst class / group), per class
-    and per group tables, each with ``dataset``, ``split``, ``memory`` (:func:`memgen.splits.memory_name`) and ``method``
-    columns."""
+    and per group tables, each with ``dataset``, ``split``, ``memory`` (:func:`memgen.splits.memory_name`) and
+    ``method`` columns."""
     e, nb, g, sp = load_npz(emb_path), load_npz(nb_path), load_npz(gate_npz), load_split(split_path)
     n_classes, y = int(e["n_classes"]), e["test_y"]
     preds = {method_name("net"): e["test_logits"].argmax(1)}
