@@ -17,8 +17,9 @@ from conftest import REPO
 SCHEMAS = REPO / "workflow" / "schemas"
 # The backbone recipe and Transformer the rules and the package used when a config left a key out.
 RECIPE = {"batch_size": 128, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4, "label_smoothing": 0.0,
-          "augment": True, "pad": 4, "momentum": 0.9, "bias_lr_scale": 1.0, "lookahead": False,
-          "alternating_flip": False, "max_steps": None, "flip": True}
+          "augment": True, "pad": 4, "pad_mode": "zeros", "momentum": 0.9, "bias_lr_scale": 1.0,
+          "bias_decay": False, "whiten_bias_epochs": None, "lookahead": False, "alternating_flip": False,
+          "max_steps": None, "flip": True}
 TRANSFORMER = {"k": 10, "d_model": 128, "heads": 4, "layers": 2, "epochs": 10, "batch_size": 256, "lr": 1e-3,
                "variants": ["ce", "query_drop"]}
 

@@ -102,6 +102,60 @@ def test_augment_batch_crops_and_flips():
     assert torch.equal(augment_batch(x, torch.Generator(), pad=0, flip=False), x)
 
 
+def test_reflect_padding_crops_show_the_mirrored_border_not_zeros():
+    x = (1 + torch.arange(50 * 36) % 250).to(torch.uint8).reshape(50, 1, 6, 6)
+    out = augment_batch(x, torch.Generator().manual_seed(0), pad=2, flip=False, pad_mode="reflect")
+    padded = torch.nn.functional.pad(x.float(), (2, 2, 2, 2), mode="reflect")
+    for i in range(len(x)):
+        assert any(torch.equal(padded[i, :, oy:oy + 6, ox:ox + 6], out[i]) for oy in range(5) for ox in range(5))
+    assert (out > 0).all()   # the pixels run from 1: a zero-padded shift would show zeros
+    assert (augment_batch(x, torch.Generator().manual_seed(0), pad=2, flip=False) == 0).any()
+    with pytest.raises(ValueError, match="pad_mode"):
+        train_classifier(MnistCNN(num_classes=4, image_size=16), *_toy_images(32, 16, 1), epochs=1,
+                         pad_mode="edge", device="cpu", show_progress=False)
+
+
+def test_bias_decay_shrinks_the_biases_at_the_weights_decay_per_step():
+    x, y = _toy_images(64, size=16, channels=1)
+    lr, wd = 0.05, 0.01
+
+    def one_step(bias_decay):
+        seed_everything(0)
+        model = MnistCNN(num_classes=4, image_size=16)
+        before = {k: v.detach().clone() for k, v in model.named_parameters()}
+        train_classifier(model, x, y, epochs=1, batch_size=32, lr=lr, schedule="constant", momentum=0.0,
+                         weight_decay=wd, bias_lr_scale=10.0, bias_decay=bias_decay, max_steps=1, device="cpu",
+                         show_progress=False)
+        return before, {k: v.detach() for k, v in model.named_parameters()}
+
+    before, plain = one_step(False)
+    _, decayed = one_step(True)
+    for name, value in plain.items():
+        shrink = -lr * wd * before[name] if name.endswith("bias") else torch.zeros_like(value)
+        torch.testing.assert_close(decayed[name] - value, shrink, rtol=1e-3, atol=1e-7)
+    assert any(name.endswith("bias") and before[name].abs().max() > 0 for name in before)
+
+
+def test_whiten_bias_learns_only_its_first_epochs():
+    x, y = _toy_images(128)
+    seed_everything(0)
+    model = build_net("airbench", num_classes=4, widths=(8, 16, 16))
+    seen = {}
+
+    def record(epoch, *_):
+        seen[epoch] = model.whiten.bias.detach().clone()
+
+    train_classifier(model, x, y, epochs=3, batch_size=32, lr=0.2, schedule="triangle", bias_lr_scale=8.0,
+                     whiten_bias_epochs=1, device="cpu", seed=0, record=record, show_progress=False)
+    assert seen[0].abs().max() > 0                                   # learned from zero in the first epoch
+    torch.testing.assert_close(seen[1], seen[0], rtol=0, atol=0)     # and not after it
+    torch.testing.assert_close(seen[2], seen[0], rtol=0, atol=0)
+    assert model.whiten.bias.requires_grad                          # the net leaves training as it came
+    with pytest.raises(ValueError, match="no whitening layer"):
+        train_classifier(MnistCNN(num_classes=4, image_size=16), *_toy_images(32, 16, 1), epochs=1,
+                         whiten_bias_epochs=1, device="cpu", show_progress=False)
+
+
 def test_lr_schedules():
     assert lr_factor("onecycle", 0.0) == pytest.approx(0.04)
     assert lr_factor("onecycle", 0.15) == pytest.approx(1.0)

@@ -42,8 +42,10 @@ from memgen.runtime import atomic_path, autocast, progress, resolve_device, reso
 SCHEDULES = ("onecycle", "cosine", "step", "triangle", "constant")
 # The keys of a training recipe (config retrieval.backbone.<dataset>, influence learner 'net' settings); their
 # defaults are in workflow/schemas/retrieval.schema.yaml ($defs/recipe), which fills them into the config.
-RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "momentum", "weight_decay", "bias_lr_scale", "lookahead",
-               "label_smoothing", "augment", "flip", "alternating_flip", "pad", "max_steps")
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "schedule", "momentum", "weight_decay", "bias_lr_scale", "bias_decay",
+               "whiten_bias_epochs", "lookahead", "label_smoothing", "augment", "flip", "alternating_flip", "pad",
+               "pad_mode", "max_steps")
+PAD_MODES = ("zeros", "reflect")
 
 
 # ------------------------------------------------------------------------------------------- array helpers
@@ -73,19 +75,21 @@ def channel_stats(x_uint8: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, n
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True,
-                  flip_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Random crop after ``pad`` pixels of zero padding, and horizontal flip, for a whole batch.
+                  flip_mask: torch.Tensor | None = None, pad_mode: str = "zeros") -> torch.Tensor:
+    """Random crop after ``pad`` pixels of padding, and horizontal flip, for a whole batch.
 
     ``x`` is a uint8 (or float) tensor ``[B, C, H, W]`` on any device; the random draws come from the CPU
     ``generator`` (so CPU and GPU runs see the same augmentation) and the indexing runs on ``x``'s device.
-    The flips are random, or ``flip_mask`` (bool ``[B]``) where given.
+    ``pad_mode``: ``zeros`` (He et al. 2016) or ``reflect`` (the border mirrored, as airbench translates; the
+    result is then float). The flips are random, or ``flip_mask`` (bool ``[B]``) where given.
     """
     b, c, h, w = x.shape
     dev = x.device
     if pad > 0:
         oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
         ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
-        padded = F.pad(x, (pad, pad, pad, pad))
+        padded = (F.pad(x.float(), (pad, pad, pad, pad), mode="reflect") if pad_mode == "reflect"
+                  else F.pad(x, (pad, pad, pad, pad)))
         rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
         cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
         x = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
@@ -178,17 +182,20 @@ def recipe_kwargs(settings: dict) -> dict:
     s = settings
     return {"epochs": int(s["epochs"]), "batch_size": int(s["batch_size"]), "lr": float(s["lr"]),
             "schedule": s["schedule"], "momentum": float(s["momentum"]), "weight_decay": float(s["weight_decay"]),
-            "bias_lr_scale": float(s["bias_lr_scale"]), "lookahead": bool(s["lookahead"]),
+            "bias_lr_scale": float(s["bias_lr_scale"]), "bias_decay": bool(s["bias_decay"]),
+            "whiten_bias_epochs": s["whiten_bias_epochs"], "lookahead": bool(s["lookahead"]),
             "label_smoothing": float(s["label_smoothing"]), "augment": bool(s["augment"]), "flip": bool(s["flip"]),
-            "alternating_flip": bool(s["alternating_flip"]), "pad": int(s["pad"]), "max_steps": s["max_steps"]}
+            "alternating_flip": bool(s["alternating_flip"]), "pad": int(s["pad"]), "pad_mode": s["pad_mode"],
+            "max_steps": s["max_steps"]}
 
 
 def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray, *, epochs: int = 30,
                      batch_size: int = 128, lr: float = 0.1, schedule: str = "onecycle", augment: bool = True,
                      label_smoothing: float = 0.0, device: str = "auto", seed: int = 0,
                      weight_decay: float = 5e-4, momentum: float = 0.9, nesterov: bool = True,
-                     bias_lr_scale: float = 1.0, lookahead: bool = False, alternating_flip: bool = False,
-                     warmup_frac: float = 0.0, pad: int = 4, flip: bool | None = None,
+                     bias_lr_scale: float = 1.0, bias_decay: bool = False, whiten_bias_epochs: int | None = None,
+                     lookahead: bool = False, alternating_flip: bool = False, warmup_frac: float = 0.0, pad: int = 4,
+                     pad_mode: str = "zeros", flip: bool | None = None,
                      x_val: np.ndarray | None = None, y_val: np.ndarray | None = None, eval_every: int = 1,
                      max_steps: int | None = None, precision: str = "auto", channels_last: bool | None = None,
                      show_progress: bool = True, record=None, resume_path: str | os.PathLike | None = None,
@@ -199,12 +206,15 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     batches), sub-sampled ``step_loss``, ``val_accuracy`` / ``val_curve`` when ``x_val`` is given, timings
     (``train_time_s`` excludes validation), ``images_per_s``, ``device``, ``precision`` and the settings.
 
-    SGD with (Nesterov) momentum; ``weight_decay`` applies to conv/linear weights, not to BatchNorm or biases.
-    ``lr`` is the peak learning rate of the per-step ``schedule`` (see :func:`lr_factor`); the biases (BatchNorm's
-    and the layers') learn at ``bias_lr_scale`` times it; the last partial batch of each epoch is dropped.
+    SGD with (Nesterov) momentum; ``weight_decay`` applies to conv/linear weights, and with ``bias_decay`` to the
+    biases too, at the weights' decay per step (airbench's decoupled decay). ``lr`` is the peak learning rate of
+    the per-step ``schedule`` (see :func:`lr_factor`); the biases (BatchNorm's and the layers') learn at
+    ``bias_lr_scale`` times it; ``whiten_bias_epochs``: the whitening layer's bias (a net with one) stops learning
+    after that many epochs. The last partial batch of each epoch is dropped.
     ``lookahead``: :class:`Lookahead` weight averaging, whose average the trained network ends with. ``flip``
     defaults to ``augment`` (set it False for digits), ``alternating_flip`` mirrors each image in every other
-    epoch (:func:`alternating_flips`) instead of at random; ``pad`` is the random-crop padding. A network with
+    epoch (:func:`alternating_flips`) instead of at random; ``pad`` is the random-crop padding (``pad_mode``: see
+    :func:`augment_batch`). A network with
     layers fitted to the data (:meth:`memgen.nets._Normalized.init_from_images`) fits them to the first 5,000
     training images.
     ``precision`` (``auto``/``fp32``/``bf16``, see :func:`memgen.runtime.resolve_precision`) chooses bf16
@@ -239,6 +249,11 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                          "build the net with num_classes = number of task classes")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule '{schedule}'; use one of {SCHEDULES}")
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"unknown pad_mode '{pad_mode}'; use one of {PAD_MODES}")
+    if whiten_bias_epochs is not None and getattr(model, "whiten", None) is None:
+        raise ValueError(f"whiten_bias_epochs is set but {type(model).__name__} has no whitening layer; "
+                         "drop the key or pick a whitened arch (airbench94, resnet20_whitened)")
 
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -265,7 +280,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         if p.requires_grad:
             groups["weights" if p.ndim > 1 else "biases" if name.endswith("bias") else "scales"].append(p)
     opt = torch.optim.SGD([{"params": groups["weights"], "weight_decay": weight_decay, "peak_lr": lr},
-                           {"params": groups["biases"], "weight_decay": 0.0, "peak_lr": lr * bias_lr_scale},
+                           {"params": groups["biases"], "weight_decay": weight_decay / bias_lr_scale if bias_decay else 0.0,
+                            "peak_lr": lr * bias_lr_scale},
                            {"params": groups["scales"], "weight_decay": 0.0, "peak_lr": lr}],
                           lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
     average = Lookahead(model) if lookahead else None
@@ -278,8 +294,9 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     run_key = resume_key(model, x_uint8, y, {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule, "augment": augment,
         "label_smoothing": label_smoothing, "device": device, "seed": seed, "weight_decay": weight_decay,
-        "momentum": momentum, "nesterov": nesterov, "bias_lr_scale": bias_lr_scale, "lookahead": lookahead,
-        "alternating_flip": alternating_flip, "warmup_frac": warmup_frac, "pad": pad, "flip": flip,
+        "momentum": momentum, "nesterov": nesterov, "bias_lr_scale": bias_lr_scale, "bias_decay": bias_decay,
+        "whiten_bias_epochs": whiten_bias_epochs, "lookahead": lookahead, "alternating_flip": alternating_flip,
+        "warmup_frac": warmup_frac, "pad": pad, "pad_mode": pad_mode, "flip": flip,
         "eval_every": eval_every, "max_steps": max_steps, "precision": precision, "channels_last": channels_last,
         "n_val": None if x_val is None else len(x_val)}) if resume_path else None
     if resume_path and record is not None and not hasattr(record, "state_dict"):
@@ -306,6 +323,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     with DeferredStop(enabled=resume_path is not None) as stop:
         for epoch in range(start_epoch, n_epochs):
             model.train()
+            if whiten_bias_epochs is not None and epoch >= whiten_bias_epochs:
+                model.whiten.bias.requires_grad_(False)   # its optimizer entry then has no gradient and stays put
             t0 = time.perf_counter()
             if perm is None:
                 perm = torch.randperm(n, generator=gen).to(device)
@@ -342,7 +361,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                 if augment or flip:
                     flip_mask = (None if first_flips is None
                                  else alternating_flips(n, epoch, first=first_flips)[idx.cpu()])
-                    xb = augment_batch(xb, gen, pad=pad if augment else 0, flip=flip, flip_mask=flip_mask)
+                    xb = augment_batch(xb, gen, pad=pad if augment else 0, flip=flip, flip_mask=flip_mask,
+                                       pad_mode=pad_mode)
                 xb = xb.float().div_(255)
                 if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
@@ -384,6 +404,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
                 val_curve.append({"epoch": epoch + 1, "accuracy": val_acc, "loss": val_loss})
     bar.close()
     model.eval()
+    if whiten_bias_epochs is not None:
+        model.whiten.bias.requires_grad_(True)
     if resume_path and os.path.exists(resume_path):
         os.remove(resume_path)
     return {
@@ -392,8 +414,10 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
         "loss_curve": loss_curve, "train_acc_curve": acc_curve, "step_loss": step_loss, "val_curve": val_curve,
         "epochs": epochs, "epochs_run": n_epochs, "steps": step, "batch_size": bs, "lr": lr, "schedule": schedule,
         "warmup_frac": warmup_frac, "weight_decay": weight_decay, "momentum": momentum,
-        "bias_lr_scale": bias_lr_scale, "lookahead": bool(lookahead), "alternating_flip": bool(alternating_flip),
-        "label_smoothing": label_smoothing, "augment": bool(augment), "flip": bool(flip), "pad": pad, "seed": seed,
+        "bias_lr_scale": bias_lr_scale, "bias_decay": bool(bias_decay), "whiten_bias_epochs": whiten_bias_epochs,
+        "lookahead": bool(lookahead), "alternating_flip": bool(alternating_flip),
+        "label_smoothing": label_smoothing, "augment": bool(augment), "flip": bool(flip), "pad": pad,
+        "pad_mode": pad_mode, "seed": seed,
         "device": device, "precision": precision,
         "channels_last": bool(channels_last), "torch_threads": torch.get_num_threads(),
         "train_time_s": train_time, "wall_time_s": time.perf_counter() - wall0,

@@ -30,14 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 # Recipe keys a trial may override, with each baseline's value.
 BASELINES = {
     "resnet20": {"arch": "resnet20", "batch_size": 128, "lr": 0.2, "schedule": "onecycle", "momentum": 0.9,
-                 "weight_decay": 5e-4, "bias_lr_scale": 1.0, "lookahead": False, "pad": 4, "label_smoothing": 0.0,
-                 "alternating_flip": False},
+                 "weight_decay": 5e-4, "bias_lr_scale": 1.0, "bias_decay": False, "whiten_bias_epochs": None,
+                 "lookahead": False, "pad": 4, "pad_mode": "zeros", "label_smoothing": 0.0, "alternating_flip": False},
     # airbench94 (Jordan 2024) for a mean-reduced loss and coupled L2: its lr 11.5 per 1,024 examples with
     # momentum 0.85 is 11.5 / (1 + 1 / 0.15) = 1.5 per batch; its decoupled decay of 0.0153 * 1024 / 7851 per step
-    # is weight_decay 0.00133 at that lr; biases learn at 64x; translate by 2 pixels (pad 2).
+    # is weight_decay 0.00133 at that lr, and the biases decay as much per step; biases learn at 64x; the whitening
+    # bias learns for 3 epochs; translate by 2 pixels with the border mirrored (pad 2, reflect).
     "airbench94": {"arch": "airbench94", "batch_size": 1024, "lr": 1.5, "schedule": "triangle", "momentum": 0.85,
-                   "weight_decay": 0.00133, "bias_lr_scale": 64.0, "lookahead": True, "pad": 2,
-                   "label_smoothing": 0.2, "alternating_flip": True},
+                   "weight_decay": 0.00133, "bias_lr_scale": 64.0, "bias_decay": True, "whiten_bias_epochs": 3,
+                   "lookahead": True, "pad": 2, "pad_mode": "reflect", "label_smoothing": 0.2,
+                   "alternating_flip": True},
 }
 
 
@@ -61,8 +63,10 @@ def parse_trial(text: str, baseline: dict) -> dict:
         key, _, value = item.partition("=")
         if key not in baseline or not value:
             raise SystemExit(f"bad trial '{text}': use key=value with keys {sorted(baseline)}")
-        kind = type(baseline[key])
-        if kind is bool:
+        kind = int if baseline[key] is None else type(baseline[key])   # the optional keys are counts
+        if value == "null":
+            overrides[key] = None
+        elif kind is bool:
             if value not in ("true", "false"):
                 raise SystemExit(f"bad trial '{text}': {key} is true or false")
             overrides[key] = value == "true"
