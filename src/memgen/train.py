@@ -214,9 +214,8 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     ``lookahead``: :class:`Lookahead` weight averaging, whose average the trained network ends with. ``flip``
     defaults to ``augment`` (set it False for digits), ``alternating_flip`` mirrors each image in every other
     epoch (:func:`alternating_flips`) instead of at random; ``pad`` is the random-crop padding (``pad_mode``: see
-    :func:`augment_batch`). A network with
-    layers fitted to the data (:meth:`memgen.nets._Normalized.init_from_images`) fits them to the first 5,000
-    training images.
+    :func:`augment_batch`). A network with layers fitted to the data
+    (:meth:`memgen.nets._Normalized.init_from_images`) fits them to the first 5,000 training images.
     ``precision`` (``auto``/``fp32``/``bf16``, see :func:`memgen.runtime.resolve_precision`) chooses bf16
     autocast for the forward and backward pass; ``channels_last`` defaults to on.
     ``max_steps`` truncates training (the schedule is laid out over the truncated length).
@@ -279,8 +278,9 @@ def train_classifier(model: torch.nn.Module, x_uint8: np.ndarray, y: np.ndarray,
     for name, p in model.named_parameters():
         if p.requires_grad:
             groups["weights" if p.ndim > 1 else "biases" if name.endswith("bias") else "scales"].append(p)
+    bias_weight_decay = weight_decay / bias_lr_scale if bias_decay else 0.0   # the weights' decay per step
     opt = torch.optim.SGD([{"params": groups["weights"], "weight_decay": weight_decay, "peak_lr": lr},
-                           {"params": groups["biases"], "weight_decay": weight_decay / bias_lr_scale if bias_decay else 0.0,
+                           {"params": groups["biases"], "weight_decay": bias_weight_decay,
                             "peak_lr": lr * bias_lr_scale},
                            {"params": groups["scales"], "weight_decay": 0.0, "peak_lr": lr}],
                           lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
