@@ -3,8 +3,10 @@
 (memgen.train.embed with the test-time views a backbone entry can ask for), rounds interleaved; prints images/s
 and the ratio to ResNet-20 of the same round. A few steps per round: memgen.run_cost's ARCH_COST holds the
 ratios of whole trainings instead (docs/backbone-recipes.md), which these probes miss by up to 14%.
+``--profile ARCH`` instead shows where that network's training steps spend their time, by operator and shape.
 
     PYTHONPATH=src python tests/benchmarks/bench_backbones.py --threads 2
+    PYTHONPATH=src python tests/benchmarks/bench_backbones.py --threads 2 --profile airbench94 --batch 512
 """
 
 from __future__ import annotations
@@ -38,6 +40,28 @@ def train_img_s(arch: str, x: np.ndarray, y: np.ndarray, steps: int, precision: 
                             precision=precision, show_progress=False)["images_per_s"]
 
 
+def profile_training(arch: str, x: np.ndarray, y: np.ndarray, steps: int, batch: int, precision: str) -> dict:
+    """``steps`` training steps under torch's profiler (after one of warm-up): the share of their time in the
+    convolutions, forward and backward, and the operators that took the most, by input shape."""
+    seed_everything(0)
+    net = build_net(arch, num_classes=10)
+    train_classifier(net, x, y, epochs=1, batch_size=batch, max_steps=1, device="cpu", precision=precision,
+                     show_progress=False)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        metrics = train_classifier(net, x, y, epochs=1, batch_size=batch, max_steps=steps, device="cpu",
+                                   precision=precision, show_progress=False)
+    ops = prof.key_averages()
+    total = sum(op.self_cpu_time_total for op in ops)
+    conv = sum(op.self_cpu_time_total for op in ops if op.key in ("aten::mkldnn_convolution",
+                                                                    "aten::convolution_backward"))
+    print(f"{arch}, batch {batch}, {metrics['precision']}: {metrics['images_per_s']:.0f} img/s; "
+          f"{100 * conv / total:.0f}% of the profiled time in convolutions (forward and backward)")
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=12,
+                                                             max_name_column_width=28, max_shapes_column_width=80))
+    return {"arch": arch, "batch": batch, "precision": metrics["precision"], "images_per_s": metrics["images_per_s"],
+            "convolution_share": conv / total}
+
+
 def embed_img_s(arch: str, x: np.ndarray, views: dict, precision: str) -> float:
     net = build_net(arch, num_classes=10).eval()
     embed(net, x[:256], "cpu", precision=precision, **views)
@@ -54,11 +78,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    ap.add_argument("--profile", choices=sorted(BATCH), help="profile this network's training steps instead")
+    ap.add_argument("--batch", type=int, help="the profiled steps' batch size (default: the recipe's, BATCH)")
     ap.add_argument("--out", help="write the measurements as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    archs = ["resnet20", *[a for a in (args.arch or sorted(BATCH)) if a != "resnet20"]]
     rng = np.random.default_rng(0)
+    if args.profile:
+        batch = args.batch or BATCH[args.profile]
+        n = batch * (args.steps + 1)
+        result = profile_training(args.profile, rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                                  rng.integers(0, 10, n), args.steps, batch, args.precision)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(result, f, indent=2)
+        return
+    archs = ["resnet20", *[a for a in (args.arch or sorted(BATCH)) if a != "resnet20"]]
     n = max(BATCH.values()) * (args.steps + 1)
     x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, n)
