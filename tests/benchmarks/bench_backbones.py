@@ -12,7 +12,6 @@ ratios of whole trainings instead (docs/backbone-recipes.md), which these probes
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from memgen.nets import build_net
-from memgen.runtime import seed_everything
+from memgen.runtime import seed_everything, write_json
 from memgen.train import embed, train_classifier
 
 # Each network at the batch size its recipe trains with (config.yaml; the airbench94 trials' baseline).
@@ -29,24 +28,26 @@ VIEWS = {"single": {}, "flip": {"flip_average": True}, "flip+translate": {"flip_
                                                                           "translate_average": True}}
 
 
-def train_img_s(arch: str, x: np.ndarray, y: np.ndarray, steps: int, precision: str) -> float:
-    """Images/s of ``steps`` training steps after one step of warm-up (the loop's own clock)."""
+def warmed_up(arch: str, x: np.ndarray, y: np.ndarray, batch: int, precision: str):
+    """The network, seeded, after one training step (the first step's one-time costs stay out of a measurement)."""
     seed_everything(0)
     net = build_net(arch, num_classes=10)
-    batch = BATCH[arch]
     train_classifier(net, x, y, epochs=1, batch_size=batch, max_steps=1, device="cpu", precision=precision,
                      show_progress=False)
-    return train_classifier(net, x, y, epochs=1, batch_size=batch, max_steps=steps, device="cpu",
+    return net
+
+
+def train_img_s(arch: str, x: np.ndarray, y: np.ndarray, steps: int, precision: str) -> float:
+    """Images/s of ``steps`` training steps after one step of warm-up (the loop's own clock)."""
+    net = warmed_up(arch, x, y, BATCH[arch], precision)
+    return train_classifier(net, x, y, epochs=1, batch_size=BATCH[arch], max_steps=steps, device="cpu",
                             precision=precision, show_progress=False)["images_per_s"]
 
 
 def profile_training(arch: str, x: np.ndarray, y: np.ndarray, steps: int, batch: int, precision: str) -> dict:
     """``steps`` training steps under torch's profiler (after one of warm-up): the share of their time in the
     convolutions, forward and backward, and the operators that took the most, by input shape."""
-    seed_everything(0)
-    net = build_net(arch, num_classes=10)
-    train_classifier(net, x, y, epochs=1, batch_size=batch, max_steps=1, device="cpu", precision=precision,
-                     show_progress=False)
+    net = warmed_up(arch, x, y, batch, precision)
     with torch.profiler.profile(record_shapes=True) as prof:
         metrics = train_classifier(net, x, y, epochs=1, batch_size=batch, max_steps=steps, device="cpu",
                                    precision=precision, show_progress=False)
@@ -90,8 +91,7 @@ def main() -> None:
         result = profile_training(args.profile, rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
                                   rng.integers(0, 10, n), args.steps, batch, args.precision)
         if args.out:
-            with open(args.out, "w") as f:
-                json.dump(result, f, indent=2)
+            write_json(args.out, result)
         return
     archs = ["resnet20", *[a for a in (args.arch or sorted(BATCH)) if a != "resnet20"]]
     n = max(BATCH.values()) * (args.steps + 1)
@@ -114,8 +114,7 @@ def main() -> None:
               f"(seconds per image {ratio:.2f}x ResNet-20's)  embed img/s: "
               + ", ".join(f"{view} {statistics.median(inference[arch, view]):.0f}" for view in VIEWS), flush=True)
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.out, rows)
 
 
 if __name__ == "__main__":
